@@ -1,0 +1,8 @@
+"""Algorithms: one file each, known to the rest of the library only through the registry."""
+
+from offrl.algos.registry import Algo, DataSpec, algo_for_config, get_algo, list_algos, register
+
+# One import per algorithm file; importing registers it.
+from offrl.algos import bc, iql, td3bc  # noqa: E402,F401
+
+__all__ = ["Algo", "DataSpec", "algo_for_config", "get_algo", "list_algos", "register"]

@@ -1,0 +1,93 @@
+"""Behaviour cloning: supervised learning of pi(a|s) on the dataset's actions.
+
+Deterministic: min_pi E_D ||pi(s) - a||^2.   Gaussian: max_pi E_D log pi(a|s).
+The imitation baseline every offline RL method is compared with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import flax.struct as struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training.train_state import TrainState
+
+from offrl.algos.registry import Algo, DataSpec, register
+from offrl.data.sampling import Batch
+from offrl.nets import DeterministicActor, GaussianActor, gaussian_log_prob
+
+
+@dataclass(frozen=True)
+class Config:
+    """Behaviour cloning."""
+
+    policy: Literal["deterministic", "gaussian"] = "deterministic"
+    """Policy class: tanh-MLP fitted by squared error, or a Gaussian fitted by log-likelihood."""
+    hidden_dims: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of the policy MLP."""
+    actor_lr: float = 3e-4
+    """Adam learning rate."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+
+
+@struct.dataclass
+class State:
+    actor: TrainState
+    step: jax.Array
+
+
+def _actor(config: Config, spec_action_dim: int):
+    if config.policy == "gaussian":
+        return GaussianActor(config.hidden_dims, spec_action_dim)
+    return DeterministicActor(config.hidden_dims, spec_action_dim)
+
+
+def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
+    if config.policy not in ("deterministic", "gaussian"):
+        raise ValueError(f"bc: policy must be 'deterministic' or 'gaussian', got {config.policy!r}")
+    net = _actor(config, spec.action_dim)
+    params = net.init(key, jnp.zeros((1, spec.obs_dim)))
+    actor = TrainState.create(apply_fn=net.apply, params=params, tx=optax.adam(config.actor_lr))
+    return State(actor=actor, step=jnp.zeros((), jnp.int32))
+
+
+def bc_loss(config: Config, actor: TrainState, params, batch: Batch) -> tuple[jax.Array, dict]:
+    """Squared error (deterministic) or negative log-likelihood (Gaussian) of the data actions."""
+    if config.policy == "gaussian":
+        mean, log_std = actor.apply_fn(params, batch.observations)
+        log_prob = gaussian_log_prob(mean, log_std, batch.actions)
+        loss = -log_prob.mean()
+        return loss, {"bc_loss": loss, "action_mse": jnp.mean((mean - batch.actions) ** 2)}
+    pred = actor.apply_fn(params, batch.observations)
+    loss = jnp.mean((pred - batch.actions) ** 2)
+    return loss, {"bc_loss": loss, "action_mse": loss}
+
+
+def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, dict]:
+    grads, info = jax.grad(lambda p: bc_loss(config, state.actor, p, batch), has_aux=True)(state.actor.params)
+    return State(actor=state.actor.apply_gradients(grads=grads), step=state.step + 1), info
+
+
+def act(config: Config, state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
+    out = state.actor.apply_fn(state.actor.params, observations)
+    if config.policy == "gaussian":
+        mean, log_std = out
+        if not deterministic:
+            mean = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+        out = mean
+    return jnp.clip(out, -1.0, 1.0)
+
+
+register(Algo(
+    name="bc",
+    description="Behaviour cloning (deterministic MSE or Gaussian log-likelihood)",
+    config_cls=Config,
+    init=init,
+    update=update,
+    act=act,
+    normalize_observations=True,
+))

@@ -1,0 +1,88 @@
+"""The algorithm registry: the only way the training loop, the CLI and the tests know an algorithm.
+
+Adding an algorithm = one new file in ``offrl/algos`` that calls :func:`register`, one import line in
+``offrl/algos/__init__.py``, and one docs page. The contract tests pick it up automatically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+
+from offrl.data.sampling import Batch, DeviceData, sample_uniform
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Shapes an algorithm needs to build its networks."""
+
+    obs_dim: int
+    action_dim: int
+
+
+def uniform_batches(config: Any, data: DeviceData, key: jax.Array) -> Batch:
+    """Default batch maker: ``config.batch_size`` uniform transitions, one-step bootstrap."""
+    return sample_uniform(data, key, config.batch_size, getattr(config, "discount", 1.0))
+
+
+@dataclass(frozen=True)
+class Algo:
+    """One algorithm's registry record.
+
+    ``init(config, spec, key, total_steps) -> state``;
+    ``update(config, state, batch, key) -> (state, metrics)`` (pure; scalars in ``metrics``);
+    ``act(config, state, observations, key, deterministic) -> actions`` in the unit box [-1, 1].
+    ``normalize_observations`` and ``reward_scaling`` are the paper's preprocessing defaults.
+    """
+
+    name: str
+    description: str
+    config_cls: type
+    init: Callable
+    update: Callable
+    act: Callable
+    make_batch: Callable = uniform_batches
+    normalize_observations: bool = False
+    reward_scaling: str = "none"
+    q_value: Callable | None = None
+
+
+_REGISTRY: dict[str, Algo] = {}
+
+
+class UnknownAlgorithmError(KeyError):
+    """Raised for a name that is not registered; the message lists the valid ones."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
+        return str(self.args[0])
+
+
+def register(algo: Algo) -> Algo:
+    if algo.name in _REGISTRY:
+        raise ValueError(f"algorithm {algo.name!r} is registered twice")
+    if not dataclasses.is_dataclass(algo.config_cls):
+        raise TypeError(f"{algo.name}: config_cls must be a dataclass")
+    _REGISTRY[algo.name] = algo
+    return algo
+
+
+def get_algo(name: str) -> Algo:
+    key = name.lower().replace("-", "_")
+    if key not in _REGISTRY:
+        valid = ", ".join(sorted(_REGISTRY))
+        raise UnknownAlgorithmError(f"unknown algorithm {name!r}; valid algorithms: {valid} (see `offrl algos`)")
+    return _REGISTRY[key]
+
+
+def algo_for_config(config: Any) -> Algo:
+    for algo in _REGISTRY.values():
+        if type(config) is algo.config_cls:
+            return algo
+    raise UnknownAlgorithmError(f"{type(config).__name__} is not the Config of a registered algorithm")
+
+
+def list_algos() -> dict[str, Algo]:
+    return dict(sorted(_REGISTRY.items()))

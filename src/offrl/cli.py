@@ -1,0 +1,244 @@
+"""The ``offrl`` command line.
+
+    offrl train [ALGO] [--dataset NAME_OR_PATH] [--steps N] [--seeds N] [--algo.FIELD VALUE ...]
+    offrl train --resume RUN_DIR
+    offrl eval CHECKPOINT [--episodes N]
+    offrl algos
+    offrl data list
+
+Options of ``train`` come from typed dataclasses through tyro, so ``offrl train iql --help`` lists
+every field of IQL's ``Config`` with its docstring.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+DEFAULT_ALGO = "iql"
+DEFAULT_DATASET = "pendulum-mixed"
+COMMANDS = {
+    "train": "train an algorithm on a dataset (default: iql on the built-in pendulum-mixed data)",
+    "eval": "evaluate a checkpoint in its environment",
+    "algos": "list the algorithms",
+    "data": "list the built-in datasets (`offrl data list`)",
+}
+
+
+@dataclass
+class LoopArgs:
+    """Options of the training loop."""
+
+    dataset: str = DEFAULT_DATASET
+    """Built-in dataset name (see `offrl data list`) or path of an .hdf5 (D4RL layout) / .npz file."""
+    steps: int = 20_000
+    """Gradient updates per seed (the built-in demo's budget; the papers use 1M)."""
+    seed: int = 0
+    """Seed of the first agent; agent i uses seed + i."""
+    seeds: int = 1
+    """Independent agents trained together in one vmapped call."""
+    chunk: int = 1000
+    """Updates per compiled call (lax.scan length); metrics are fetched once per chunk."""
+    eval_interval: Optional[int] = 5000
+    """Evaluate every this many updates (None: only at the end)."""
+    eval_episodes: int = 10
+    """Evaluation episodes per seed."""
+    checkpoint_interval: Optional[int] = None
+    """Checkpoint every this many updates (default: a tenth of the run)."""
+    run_dir: Optional[str] = None
+    """Run folder (default: runs/ALGO-DATASET-TIME)."""
+    resume: Optional[str] = None
+    """Continue the killed run in this folder from its last checkpoint (other options are taken from it)."""
+    normalize_observations: Optional[bool] = None
+    """Normalise observations with the dataset's mean/std (default: the algorithm's paper setting)."""
+    reward_scaling: Optional[str] = None
+    """none | iql_locomotion | minus_one (default: the algorithm's paper setting)."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files (needs tensorboardX)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+class UsageError(Exception):
+    pass
+
+
+def _offrl_errors():
+    from offrl.algos.registry import UnknownAlgorithmError
+    from offrl.checkpoint import CheckpointError
+    from offrl.data import DatasetError
+
+    return (UsageError, UnknownAlgorithmError, CheckpointError, DatasetError, FileNotFoundError)
+
+
+def cmd_algos(argv: list[str]) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from offrl.algos import list_algos
+
+    table = Table(title="offrl algorithms")
+    table.add_column("name", style="bold")
+    table.add_column("description")
+    for name, algo in list_algos().items():
+        table.add_row(name, algo.description)
+    Console().print(table)
+    return 0
+
+
+def cmd_data(argv: list[str]) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from offrl.data.registry import dataset_path, list_datasets
+
+    if argv[:1] not in ([], ["list"]):
+        raise UsageError(f"unknown data command {argv[0]!r}; valid: list")
+    table = Table(title="built-in datasets (made locally on first use)")
+    for col in ("name", "on disk", "description"):
+        table.add_column(col)
+    for name, description in list_datasets().items():
+        table.add_row(name, "yes" if dataset_path(name).exists() else "no", description)
+    Console().print(table)
+    return 0
+
+
+def cmd_train(argv: list[str]) -> int:
+    import tyro
+
+    from offrl.algos import get_algo
+
+    algo_name = DEFAULT_ALGO
+    if argv and not argv[0].startswith("-"):
+        algo_name, argv = argv[0], argv[1:]
+    if "--resume" in argv or any(a.startswith("--resume=") for a in argv):
+        # The algorithm is stored in the run; parse with it so `--help` and fields make sense.
+        from offrl.checkpoint import load_checkpoint
+
+        idx = next(i for i, a in enumerate(argv) if a.startswith("--resume"))
+        resume_dir = argv[idx].split("=", 1)[1] if "=" in argv[idx] else (argv[idx + 1] if idx + 1 < len(argv) else None)
+        if resume_dir is None:
+            raise UsageError("--resume needs a run folder")
+        algo_name = load_checkpoint(resume_dir)[2]["algo"]
+    algo = get_algo(algo_name)
+    args_cls = dataclasses.make_dataclass(
+        "TrainArgs",
+        [("algo", algo.config_cls, dataclasses.field(default_factory=algo.config_cls))],
+        bases=(LoopArgs,),
+    )
+    args_cls.__doc__ = f"Train {algo.name}: {algo.description}."
+    args = tyro.cli(args_cls, args=argv, prog=f"offrl train {algo.name}")
+
+    from offrl.train import fit
+
+    result = fit(
+        args.algo, args.dataset, steps=args.steps, seed=args.seed, seeds=args.seeds, chunk=args.chunk,
+        eval_interval=args.eval_interval, eval_episodes=args.eval_episodes,
+        checkpoint_interval=args.checkpoint_interval, run_dir=args.run_dir, resume=args.resume,
+        normalize_observations=args.normalize_observations, reward_scaling=args.reward_scaling,
+        tensorboard=args.tensorboard, progress=args.progress,
+    )
+    _print_summary(result.run_dir, result.final_eval, f"{algo.name} after {result.step:,} updates")
+    return 0
+
+
+def _print_summary(run_dir: Path, results: list[dict], title: str) -> None:
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if results:
+        table = Table(title=title)
+        table.add_column("seed")
+        table.add_column("return (mean ± std)")
+        has_score = results[0].get("normalized_score") is not None
+        if has_score:
+            table.add_column("normalised score")
+        for i, r in enumerate(results):
+            cells = [str(i), f"{r['return_mean']:.1f} ± {r['return_std']:.1f}"]
+            if has_score:
+                cells.append(f"{r['normalized_score']:.1f}")
+            table.add_row(*cells)
+        if len(results) > 1:
+            cells = ["all", f"{np.mean([r['return_mean'] for r in results]):.1f}"]
+            if has_score:
+                scores = [r["normalized_score"] for r in results]
+                cells.append(f"{np.mean(scores):.1f} ± {np.std(scores):.1f}")
+            table.add_row(*cells, style="bold")
+        console.print(table)
+    console.print(f"run folder: {run_dir}")
+    for name in ("curves.png", "eval.csv", "train.csv", "checkpoint.msgpack"):
+        if (Path(run_dir) / name).exists():
+            console.print(f"  {name}: {Path(run_dir) / name}")
+
+
+def cmd_eval(argv: list[str]) -> int:
+    import tyro
+
+    @dataclass
+    class EvalArgs:
+        """Evaluate a checkpoint in the environment of the dataset it was trained on."""
+
+        checkpoint: tyro.conf.Positional[str]
+        """Run folder or checkpoint.msgpack file."""
+        episodes: int = 10
+        """Episodes per seed."""
+        seed: int = 10_000
+        """Seed of the first evaluation episode (episode j uses seed + j)."""
+        env: Optional[str] = None
+        """Evaluate in this Gymnasium env instead of the dataset's."""
+
+    args = tyro.cli(EvalArgs, args=argv, prog="offrl eval")
+    import numpy as np
+
+    from offrl.agent import load_agent
+    from offrl.evaluate import evaluate
+
+    agent = load_agent(args.checkpoint)
+    env_id = args.env or agent.dataset_info.env_id
+    if env_id is None:
+        raise UsageError("the checkpoint's dataset names no environment; pass --env ENV_ID")
+    info = agent.dataset_info
+    n = agent.num_seeds
+
+    def policy(obs):
+        return np.stack([agent.act(obs[i], seed_index=i) for i in range(n)])
+
+    results = evaluate(
+        policy, env_id, episodes=args.episodes, num_policies=n, seed=args.seed,
+        env_kwargs=(info.env_kwargs or None) if args.env is None else None,
+        ref_min_score=info.ref_min_score if args.env is None else None,
+        ref_max_score=info.ref_max_score if args.env is None else None,
+    )
+    _print_summary(Path(args.checkpoint), results, f"{agent.algo.name} at {agent.step:,} updates on {env_id}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        print("\ncommands:")
+        for name, text in COMMANDS.items():
+            print(f"  {name:<7} {text}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    handlers = {"train": cmd_train, "eval": cmd_eval, "algos": cmd_algos, "data": cmd_data}
+    try:
+        if command not in handlers:
+            raise UsageError(f"unknown command {command!r}; valid commands: {', '.join(handlers)}")
+        return handlers[command](rest)
+    except _offrl_errors() as exc:
+        print(f"offrl {command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; resume with `offrl train --resume RUN_DIR`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

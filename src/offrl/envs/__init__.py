@@ -1,0 +1,75 @@
+"""Environment construction, reference scores and normalised scores.
+
+The built-in datasets live in :mod:`offrl.envs.builtin` and the scripted controllers in
+:mod:`offrl.envs.pendulum`; neither is imported here, so ``import offrl.envs`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Mapping
+
+import numpy as np
+
+__all__ = ["make_env", "normalized_score", "known_env_ids"]
+
+
+def known_env_ids() -> list[str]:
+    """Every environment id registered with gymnasium (sorted)."""
+    import gymnasium as gym
+
+    return sorted(gym.registry.keys())
+
+
+def make_env(
+    env_id: str,
+    env_kwargs: Mapping[str, Any] | None = None,
+    *,
+    max_episode_steps: int | None = None,
+):
+    """Build one gymnasium environment: ``gymnasium.make(env_id, **env_kwargs)``.
+
+    ``max_episode_steps`` overrides the registered time limit when given. An id that
+    gymnasium does not know raises a ``ValueError`` listing close matches. Ids of the form
+    ``"module:EnvName-v0"`` are passed through to gymnasium (it imports the module first).
+    """
+    import gymnasium as gym
+
+    if not isinstance(env_id, str) or not env_id:
+        raise ValueError(f"env_id must be a non-empty string, got {env_id!r}")
+    kwargs = dict(env_kwargs or {})
+    if max_episode_steps is not None:
+        kwargs["max_episode_steps"] = int(max_episode_steps)
+    if ":" not in env_id and env_id not in gym.registry:
+        raise ValueError(_unknown_env_message(env_id, list(gym.registry.keys())))
+    try:
+        return gym.make(env_id, **kwargs)
+    except gym.error.UnregisteredEnv as exc:  # e.g. "module:Name" whose module registers nothing
+        raise ValueError(f"{_unknown_env_message(env_id, list(gym.registry.keys()))} ({exc})") from exc
+
+
+def _unknown_env_message(env_id: str, known: list[str]) -> str:
+    matches = difflib.get_close_matches(env_id, known, n=5, cutoff=0.6)
+    if not matches:  # compare without the version suffix ("Pendulum-v0" -> "Pendulum")
+        base = env_id.rsplit("-v", 1)[0].lower()
+        matches = sorted(k for k in known if base and base in k.lower())[:5]
+    msg = f"unknown environment id {env_id!r} (not registered with gymnasium)"
+    if matches:
+        msg += "; close matches: " + ", ".join(matches)
+    else:
+        msg += "; see offrl.envs.known_env_ids() for the registered ids"
+    return msg
+
+
+def normalized_score(returns, ref_min: float, ref_max: float) -> np.ndarray:
+    """D4RL-style normalised score ``100 * (R - ref_min) / (ref_max - ref_min)``.
+
+    Works on a scalar or any array of returns; returns a float64 numpy array (0-d for a scalar).
+    """
+    ref_min = float(ref_min)
+    ref_max = float(ref_max)
+    if not np.isfinite(ref_min) or not np.isfinite(ref_max) or ref_max == ref_min:
+        raise ValueError(
+            f"reference scores must be finite and different, got ref_min={ref_min}, ref_max={ref_max}"
+        )
+    return 100.0 * (np.asarray(returns, dtype=np.float64) - ref_min) / (ref_max - ref_min)

@@ -1,0 +1,138 @@
+"""The one evaluation loop: ``num_policies * episodes`` environments stepped with a batched policy.
+
+Environment ``j`` of every policy is reset with seed ``seed + j`` (common random numbers across
+policies, so differences between policies are not differences between start states). Each
+environment runs exactly one episode; environments that have finished are skipped while the others
+keep stepping in lockstep.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from offrl.envs import make_env, normalized_score
+
+__all__ = ["evaluate", "Policy"]
+
+#: ``policy(obs (num_policies, episodes, obs_dim)) -> actions (num_policies, episodes, act_dim)``
+Policy = Callable[[np.ndarray], Any]
+
+_SUCCESS_KEYS = ("success", "is_success")
+
+
+def evaluate(
+    policy: Policy,
+    env_id: str,
+    *,
+    episodes: int = 10,
+    num_policies: int = 1,
+    seed: int = 0,
+    env_kwargs: Mapping[str, Any] | None = None,
+    ref_min_score: float | None = None,
+    ref_max_score: float | None = None,
+    max_episode_steps: int | None = None,
+) -> list[dict]:
+    """Run ``episodes`` episodes for each of ``num_policies`` policies evaluated in one batch.
+
+    ``policy`` receives float32 observations of shape ``(num_policies, episodes, obs_dim)``
+    (finished environments keep showing their last observation; their actions are ignored) and
+    returns actions of shape ``(num_policies, episodes, act_dim)`` in the env's action units.
+    Box actions are clipped to the action-space bounds; for a Discrete action space the output
+    (shape ``(P, E)`` or ``(P, E, 1)``) is cast to int (the policy does any argmax itself).
+
+    Returns one dict per policy with ``return_mean``, ``return_std``, ``length_mean``,
+    ``returns`` (list of floats, env order), ``lengths``; ``success_rate`` when the env reports
+    ``success`` or ``is_success`` in ``info`` (an episode succeeds if the flag is truthy at any
+    step); ``normalized_score`` and ``normalized_score_std`` when both reference scores are given.
+    """
+    import gymnasium as gym
+
+    episodes = int(episodes)
+    num_policies = int(num_policies)
+    if episodes < 1 or num_policies < 1:
+        raise ValueError(f"episodes and num_policies must be >= 1, got {episodes}, {num_policies}")
+    if (ref_min_score is None) != (ref_max_score is None):
+        raise ValueError("give both ref_min_score and ref_max_score, or neither")
+
+    n = num_policies * episodes
+    envs = [make_env(env_id, env_kwargs, max_episode_steps=max_episode_steps) for _ in range(n)]
+    try:
+        space = envs[0].action_space
+        discrete = isinstance(space, gym.spaces.Discrete)
+        if not discrete and not isinstance(space, gym.spaces.Box):
+            raise ValueError(f"unsupported action space {space} (need Box or Discrete)")
+
+        first = [env.reset(seed=int(seed) + (i % episodes))[0] for i, env in enumerate(envs)]
+        obs = np.stack([np.asarray(o, dtype=np.float32).reshape(-1) for o in first])
+        returns = np.zeros(n, dtype=np.float64)
+        lengths = np.zeros(n, dtype=np.int64)
+        success = np.zeros(n, dtype=bool)
+        reports_success = False
+        done = np.zeros(n, dtype=bool)
+
+        while not done.all():
+            actions = _prepare_actions(
+                policy(obs.reshape(num_policies, episodes, -1)), space, discrete, num_policies, episodes
+            )
+            for i in np.flatnonzero(~done):
+                o, r, terminated, truncated, info = envs[i].step(actions[i])
+                obs[i] = np.asarray(o, dtype=np.float32).reshape(-1)
+                returns[i] += float(r)
+                lengths[i] += 1
+                for key in _SUCCESS_KEYS:
+                    if key in info:
+                        reports_success = True
+                        success[i] |= bool(info[key])
+                if terminated or truncated:
+                    done[i] = True
+    finally:
+        for env in envs:
+            env.close()
+
+    results = []
+    for p in range(num_policies):
+        sl = slice(p * episodes, (p + 1) * episodes)
+        r = returns[sl]
+        res: dict[str, Any] = {
+            "return_mean": float(r.mean()),
+            "return_std": float(r.std()),
+            "length_mean": float(lengths[sl].mean()),
+            "returns": [float(x) for x in r],
+            "lengths": [int(x) for x in lengths[sl]],
+        }
+        if reports_success:
+            res["success_rate"] = float(success[sl].mean())
+        if ref_min_score is not None:
+            ns = normalized_score(r, ref_min_score, ref_max_score)
+            res["normalized_score"] = float(ns.mean())
+            res["normalized_score_std"] = float(ns.std())
+        results.append(res)
+    return results
+
+
+def _prepare_actions(raw, space, discrete: bool, num_policies: int, episodes: int) -> list:
+    """Validate the policy output, clip/cast it, and return one action per environment."""
+    a = np.asarray(raw)
+    n = num_policies * episodes
+    if discrete:
+        if a.shape not in {(num_policies, episodes), (num_policies, episodes, 1)}:
+            raise ValueError(
+                f"policy returned actions of shape {a.shape}; for a Discrete action space expected "
+                f"({num_policies}, {episodes}) or ({num_policies}, {episodes}, 1) integer actions"
+            )
+        if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
+            raise ValueError("policy returned non-finite actions")
+        a = np.clip(np.rint(a).astype(np.int64).reshape(n), space.start, space.start + space.n - 1)
+        return [np.int64(x) for x in a]
+    shape = tuple(space.shape)
+    if a.shape != (num_policies, episodes, *shape):
+        raise ValueError(
+            f"policy returned actions of shape {a.shape}, expected "
+            f"{(num_policies, episodes, *shape)} = (num_policies, episodes, *action_shape)"
+        )
+    if not np.all(np.isfinite(a)):
+        raise ValueError("policy returned non-finite (NaN/inf) actions")
+    a = np.clip(a.reshape(n, *shape), space.low, space.high).astype(space.dtype)
+    return list(a)

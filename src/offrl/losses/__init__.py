@@ -1,0 +1,48 @@
+"""Loss primitives shared by the algorithms.
+
+Each function is a small pure piece of a paper's equation, tested against a numpy reference in
+``tests/test_losses.py``. Algorithms combine them; they never import each other.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def expectile_loss(diff: jax.Array, expectile: float) -> jax.Array:
+    """Asymmetric squared loss L_tau(u) = |tau - 1(u < 0)| u^2, elementwise (IQL eq. 5).
+
+    ``diff`` is u = Q(s, a) - V(s); ``expectile`` is tau in (0, 1). tau = 0.5 is half the MSE;
+    tau -> 1 approaches the in-sample maximum.
+    """
+    weight = jnp.where(diff > 0, expectile, 1.0 - expectile)
+    return weight * diff**2
+
+
+def td_target(rewards: jax.Array, terminals: jax.Array, discounts: jax.Array, next_values: jax.Array) -> jax.Array:
+    """y = r + discount * (1 - terminal) * V(s'), with ``discounts`` the per-sample bootstrap factor."""
+    return rewards + discounts * (1.0 - terminals) * next_values
+
+
+def advantage_weights(advantages: jax.Array, beta: float, max_weight: float = 100.0) -> jax.Array:
+    """w = min(exp(beta * A), max_weight): the clipped exponential advantage weights of AWR/IQL."""
+    return jnp.minimum(jnp.exp(beta * advantages), max_weight)
+
+
+def td3bc_actor_loss(q_values: jax.Array, policy_actions: jax.Array, data_actions: jax.Array, alpha: float) -> tuple[jax.Array, jax.Array]:
+    """TD3+BC actor loss: -lambda * mean Q(s, pi(s)) + mean ||pi(s) - a||^2 (Fujimoto & Gu 2021, eq. 3).
+
+    lambda = alpha / mean|Q(s, a)| over the batch, held constant (no gradient) as in the paper.
+    The squared error is averaged over batch and action dimensions, as the reference code does.
+    Returns ``(loss, lambda)``.
+    """
+    lmbda = jax.lax.stop_gradient(alpha / jnp.mean(jnp.abs(q_values)))
+    bc = jnp.mean((policy_actions - data_actions) ** 2)
+    return -lmbda * jnp.mean(q_values) + bc, lmbda
+
+
+def polyak_update(params, target_params, tau: float):
+    """theta' <- tau * theta + (1 - tau) * theta' (soft target update)."""
+    return optax.incremental_update(params, target_params, tau)

@@ -1,0 +1,116 @@
+"""Flax Linen building blocks shared by every algorithm.
+
+All modules are used functionally: ``params = module.init(key, x)``, ``module.apply(params, x)``.
+Actions live in the unit box [-1, 1]; the data transforms map them to and from env units.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class MLP(nn.Module):
+    """A multilayer perceptron: hidden layers with ``activation``, then a linear output layer."""
+
+    hidden_dims: Sequence[int]
+    output_dim: int
+    activation: Callable = nn.relu
+    layer_norm: bool = False
+    dropout_rate: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, training: bool = False) -> jax.Array:
+        for size in self.hidden_dims:
+            x = nn.Dense(size)(x)
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+            x = self.activation(x)
+            if self.dropout_rate > 0.0:
+                x = nn.Dropout(self.dropout_rate, deterministic=not training)(x)
+        return nn.Dense(self.output_dim)(x)
+
+
+class DeterministicActor(nn.Module):
+    """a = tanh(MLP(s)): a deterministic policy in the unit action box."""
+
+    hidden_dims: Sequence[int]
+    action_dim: int
+
+    @nn.compact
+    def __call__(self, observations: jax.Array) -> jax.Array:
+        return jnp.tanh(MLP(self.hidden_dims, self.action_dim)(observations))
+
+
+class GaussianActor(nn.Module):
+    """pi(a|s) = N(tanh(mu(s)), diag(exp(log_std))^2).
+
+    The mean is squashed into the unit box but the density is a plain Gaussian, so
+    log pi(a|s) of dataset actions is exact and cheap (IQL/AWR-style extraction). ``log_std`` is a
+    free parameter per action dimension unless ``state_dependent_std``.
+    """
+
+    hidden_dims: Sequence[int]
+    action_dim: int
+    state_dependent_std: bool = False
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+    dropout_rate: float = 0.0
+
+    @nn.compact
+    def __call__(self, observations: jax.Array, training: bool = False) -> tuple[jax.Array, jax.Array]:
+        """Returns ``(mean, log_std)``, both of shape (..., action_dim)."""
+        out_dim = self.action_dim * (2 if self.state_dependent_std else 1)
+        out = MLP(self.hidden_dims, out_dim, dropout_rate=self.dropout_rate)(observations, training)
+        if self.state_dependent_std:
+            mean, log_std = jnp.split(out, 2, axis=-1)
+        else:
+            mean = out
+            log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
+            log_std = jnp.broadcast_to(log_std, mean.shape)
+        log_std = jnp.clip(log_std, self.log_std_min, self.log_std_max)
+        return jnp.tanh(mean), log_std
+
+
+def gaussian_log_prob(mean: jax.Array, log_std: jax.Array, actions: jax.Array) -> jax.Array:
+    """log N(actions; mean, exp(log_std)^2), summed over the last axis."""
+    z = (actions - mean) * jnp.exp(-log_std)
+    return jnp.sum(-0.5 * z**2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi), axis=-1)
+
+
+class Critic(nn.Module):
+    """An ensemble of ``num_qs`` Q functions Q_i(s, a), run as one vmapped module.
+
+    Returns an array of shape (num_qs, ...).
+    """
+
+    hidden_dims: Sequence[int]
+    num_qs: int = 2
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
+        ensemble = nn.vmap(
+            MLP,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=self.num_qs,
+        )
+        x = jnp.concatenate([observations, actions], axis=-1)
+        return ensemble(self.hidden_dims, 1, layer_norm=self.layer_norm)(x)[..., 0]
+
+
+class ValueNet(nn.Module):
+    """V(s): a state-value MLP with a scalar output."""
+
+    hidden_dims: Sequence[int]
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, observations: jax.Array) -> jax.Array:
+        return MLP(self.hidden_dims, 1, layer_norm=self.layer_norm)(observations)[..., 0]

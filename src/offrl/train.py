@@ -1,0 +1,323 @@
+"""The one training loop.
+
+``fit`` runs ``chunk`` updates per jit call with ``lax.scan``: batches are drawn on the device from
+a dataset held on the device, metrics are averaged on the device and fetched once per chunk, and
+``seeds=N`` trains N independent agents in one vmapped call. Between chunks the host only logs,
+evaluates and checkpoints, at the intervals asked for.
+
+Seeds: agent ``i`` of a run with ``seed=s`` uses ``PRNGKey(s + i)``, so ``seeds=4, seed=0`` trains
+the same four agents as four runs with ``seed=0..3``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+from offrl import __version__
+from offrl.algos import DataSpec, algo_for_config, get_algo
+from offrl.algos.registry import Algo
+from offrl.checkpoint import FILENAME, CheckpointError, load_checkpoint, save_checkpoint
+from offrl.data import Dataset, Transforms, fit_transforms, to_device
+from offrl.logger import RunLogger, plot_run
+
+
+# ----------------------------------------------------------------------------- configs as JSON
+
+
+def config_to_dict(config: Any) -> dict:
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(config_cls: type, values: dict) -> Any:
+    """Rebuild a config dataclass from JSON, turning lists back into tuples where the field is a tuple."""
+    hints = typing.get_type_hints(config_cls)
+    kwargs = {}
+    for f in dataclasses.fields(config_cls):
+        if f.name not in values:
+            continue
+        value = values[f.name]
+        if isinstance(value, list) and typing.get_origin(hints.get(f.name)) is tuple:
+            value = tuple(value)
+        kwargs[f.name] = value
+    return config_cls(**kwargs)
+
+
+# ----------------------------------------------------------------------------- compiled pieces
+
+
+def init_agents(algo: Algo, config: Any, spec: DataSpec, seed: int, seeds: int, total_steps: int):
+    """Initialise ``seeds`` agents (leading axis) and their training keys."""
+    keys = jax.vmap(lambda i: jax.random.split(jax.random.PRNGKey(seed + i)))(jnp.arange(seeds))
+    init_keys, train_keys = keys[:, 0], keys[:, 1]
+    states = jax.jit(jax.vmap(lambda k: algo.init(config, spec, k, total_steps)))(init_keys)
+    return states, train_keys
+
+
+def make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int):
+    """A jitted ``(states, keys, data) -> (states, keys, metrics)`` doing ``num_updates`` updates per seed."""
+
+    def one_seed(state, key, data):
+        key, sub = jax.random.split(key)
+
+        def body(state, step_key):
+            batch_key, update_key = jax.random.split(step_key)
+            batch = algo.make_batch(config, data, batch_key)
+            return algo.update(config, state, batch, update_key)
+
+        state, metrics = jax.lax.scan(body, state, jax.random.split(sub, num_updates))
+        # NaN marks "not computed this step" (e.g. delayed actor updates): skip it in the average.
+        metrics = jax.tree.map(lambda m: jnp.nanmean(m.astype(jnp.float32), axis=0), metrics)
+        return state, key, metrics
+
+    if seeds == 1:  # no vmap: one seed runs exactly the unbatched program
+
+        def run(states, keys, data):
+            squeeze = lambda t: jax.tree.map(lambda x: x[0], t)
+            state, key, metrics = one_seed(squeeze(states), keys[0], data)
+            expand = lambda t: jax.tree.map(lambda x: x[None], t)
+            return expand(state), key[None], expand(metrics)
+
+    else:
+        run = jax.vmap(one_seed, in_axes=(0, 0, None))
+    return jax.jit(run, donate_argnums=(0,))
+
+
+def make_policy(algo: Algo, config: Any, transforms: Transforms):
+    """Batched deterministic policy for evaluation: obs (seeds, envs, obs_dim) in env units -> actions in env units."""
+
+    @jax.jit
+    def _act(states, obs):
+        obs = transforms.normalize_obs(obs)
+        return jax.vmap(lambda s, o: algo.act(config, s, o, jax.random.PRNGKey(0), True))(states, obs)
+
+    def policy(states, observations: np.ndarray) -> np.ndarray:
+        unit = np.asarray(_act(states, jnp.asarray(observations, jnp.float32)))
+        return transforms.action_from_unit(unit)
+
+    return policy
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` returns: the run folder, the trained agents (leading axis = seeds) and the last evaluation."""
+
+    run_dir: Path
+    states: Any
+    transforms: Transforms
+    step: int
+    final_eval: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+
+
+def _default_run_dir(algo_name: str, dataset: Dataset) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = (dataset.info.name or "dataset").replace("/", "_")
+    return Path(os.environ.get("OFFRL_RUNS", "runs")) / f"{algo_name}-{name}-{stamp}"
+
+
+def _summarise_eval(results: list[dict], step: int) -> dict:
+    returns = np.array([r["return_mean"] for r in results])
+    row = {"step": step, "return_mean": float(returns.mean()), "return_std": float(returns.std())}
+    if results and results[0].get("normalized_score") is not None:
+        scores = np.array([r["normalized_score"] for r in results])
+        row.update(normalized_score=float(scores.mean()), normalized_score_std=float(scores.std()))
+        row["per_seed_scores"] = [float(s) for s in scores]
+    if results and results[0].get("success_rate") is not None:
+        row["success_rate"] = float(np.mean([r["success_rate"] for r in results]))
+    row["per_seed_returns"] = [float(r) for r in returns]
+    return row
+
+
+def fit(
+    algo_config: Any,
+    dataset: Dataset | str | os.PathLike,
+    *,
+    steps: int = 100_000,
+    seed: int = 0,
+    seeds: int = 1,
+    chunk: int = 1000,
+    eval_interval: int | None = None,
+    eval_episodes: int = 10,
+    checkpoint_interval: int | None = None,
+    run_dir: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    normalize_observations: bool | None = None,
+    reward_scaling: str | None = None,
+    tensorboard: bool = False,
+    progress: bool = True,
+    evaluate_at_end: bool = True,
+    plot: bool = True,
+) -> FitResult:
+    """Train ``seeds`` agents of the algorithm whose ``Config`` is ``algo_config`` on ``dataset``.
+
+    ``dataset`` is a :class:`Dataset`, a built-in name or a file path. ``chunk`` updates run per
+    compiled call; evaluation (``eval_episodes`` episodes per seed, when the dataset names an env)
+    and checkpoints happen at the first chunk boundary at or after each multiple of their interval
+    (``None``: evaluate only at the end, checkpoint every ``max(steps // 10, chunk)`` updates).
+    ``resume=RUN_DIR`` continues a killed run from its last checkpoint with its stored settings; it
+    ends with the same parameters as an uninterrupted run.
+    """
+    from offrl.data import load_dataset
+
+    meta_prev = None
+    if resume is not None:
+        state_dict, keys_np, meta_prev = load_checkpoint(resume)
+        algo = get_algo(meta_prev["algo"])
+        algo_config = config_from_dict(algo.config_cls, meta_prev["algo_config"])
+        run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent
+        loop = meta_prev["loop"]
+        steps, seed, seeds, chunk = loop["steps"], loop["seed"], loop["seeds"], loop["chunk"]
+        eval_interval, eval_episodes, checkpoint_interval = loop["eval_interval"], loop["eval_episodes"], loop["checkpoint_interval"]
+        if not isinstance(dataset, Dataset):
+            dataset = meta_prev["dataset_source"]
+    else:
+        algo = algo_for_config(algo_config)
+    if steps < 1 or seeds < 1 or chunk < 1:
+        raise ValueError(f"steps, seeds and chunk must be >= 1 (got steps={steps}, seeds={seeds}, chunk={chunk})")
+
+    dataset_source = str(dataset) if not isinstance(dataset, Dataset) else (dataset.info.name or "<in-memory>")
+    if not isinstance(dataset, Dataset):
+        dataset = load_dataset(dataset)
+
+    if meta_prev is not None:
+        transforms = Transforms.from_dict(meta_prev["transforms"])
+    else:
+        transforms = fit_transforms(
+            dataset,
+            normalize_observations=algo.normalize_observations if normalize_observations is None else normalize_observations,
+            reward_scaling=algo.reward_scaling if reward_scaling is None else reward_scaling,
+        )
+    data = to_device(transforms.apply(dataset), dataset)
+    spec = DataSpec(obs_dim=dataset.obs_dim, action_dim=dataset.act_dim)
+
+    states, train_keys = init_agents(algo, algo_config, spec, seed, seeds, steps)
+    start_step = 0
+    if meta_prev is not None:
+        if meta_prev["spec"] != dataclasses.asdict(spec):
+            raise CheckpointError(f"dataset shapes {dataclasses.asdict(spec)} differ from the checkpoint's {meta_prev['spec']}")
+        states = serialization.from_state_dict(states, state_dict)
+        train_keys = jnp.asarray(keys_np)
+        start_step = int(meta_prev["step"])
+
+    run_dir = Path(run_dir) if run_dir is not None else _default_run_dir(algo.name, dataset)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_interval = checkpoint_interval or max(steps // 10, chunk)
+    loop_settings = dict(steps=steps, seed=seed, seeds=seeds, chunk=chunk, eval_interval=eval_interval,
+                         eval_episodes=eval_episodes, checkpoint_interval=checkpoint_interval)
+    meta = dict(
+        offrl_version=__version__, algo=algo.name, algo_config=config_to_dict(algo_config),
+        transforms=transforms.to_dict(), dataset_info=dataset.info.to_dict(), dataset_source=dataset_source,
+        spec=dataclasses.asdict(spec), loop=loop_settings,
+    )
+    (run_dir / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    logger = RunLogger(run_dir, tensorboard=tensorboard, resume_step=start_step if meta_prev is not None else None)
+
+    can_eval = dataset.info.env_id is not None and eval_episodes > 0
+    policy = make_policy(algo, algo_config, transforms) if can_eval else None
+
+    def run_eval(step: int) -> list[dict]:
+        from offrl.evaluate import evaluate
+
+        results = evaluate(
+            lambda obs: policy(states, obs), dataset.info.env_id, episodes=eval_episodes, num_policies=seeds,
+            seed=10_000, env_kwargs=dataset.info.env_kwargs or None,
+            ref_min_score=dataset.info.ref_min_score, ref_max_score=dataset.info.ref_max_score,
+        )
+        row = _summarise_eval(results, step)
+        logger.log("eval", row)
+        return results
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(run_dir / FILENAME, serialization.to_state_dict(jax.device_get(states)),
+                        np.asarray(jax.device_get(train_keys)), {**meta, "step": step})
+
+    chunk_fns: dict[int, Any] = {}
+    next_eval = (start_step // eval_interval + 1) * eval_interval if eval_interval else None
+    next_ckpt = (start_step // checkpoint_interval + 1) * checkpoint_interval
+    step, last_score, final_eval = start_step, None, []
+    t_start, steps_done = time.perf_counter(), 0
+    bar = _Progress(enabled=progress, total=steps, start=start_step, title=f"{algo.name} on {dataset.info.name or 'dataset'}")
+    try:
+        while step < steps:
+            n = min(chunk, steps - step)
+            if n not in chunk_fns:
+                chunk_fns[n] = make_train_chunk(algo, algo_config, n, seeds)
+            t0 = time.perf_counter()
+            states, train_keys, metrics = chunk_fns[n](states, train_keys, data)
+            metrics = jax.device_get(metrics)
+            dt = time.perf_counter() - t0
+            step += n
+            steps_done += n
+            row = {"step": step, "updates_per_s": n / dt, "elapsed_s": time.perf_counter() - t_start}
+            for key, value in metrics.items():
+                value = np.asarray(value, np.float64)
+                row[key] = float(np.nanmean(value)) if np.isfinite(value).any() else None
+            logger.log("train", row)
+            if next_eval is not None and step >= next_eval and policy is not None and step < steps:
+                last_score = _headline(_summarise_eval(run_eval(step), step))
+                next_eval = (step // eval_interval + 1) * eval_interval
+            if step >= next_ckpt or step == steps:
+                checkpoint(step)
+                next_ckpt = (step // checkpoint_interval + 1) * checkpoint_interval
+            bar.update(step, n / dt, last_score)
+        if evaluate_at_end and policy is not None:
+            final_eval = run_eval(step)
+            last_score = _headline(_summarise_eval(final_eval, step))
+            bar.update(step, None, last_score)
+    finally:
+        bar.close()
+        logger.close()
+    if plot:
+        plot_run(run_dir)
+    return FitResult(run_dir=run_dir, states=states, transforms=transforms, step=step, final_eval=final_eval)
+
+
+def _headline(row: dict) -> str:
+    if row.get("normalized_score") is not None:
+        return f"score {row['normalized_score']:.1f} ± {row['normalized_score_std']:.1f}"
+    return f"return {row['return_mean']:.1f} ± {row['return_std']:.1f}"
+
+
+class _Progress:
+    """A rich progress bar: updates done, updates/s, ETA and the latest evaluation."""
+
+    def __init__(self, enabled: bool, total: int, start: int, title: str):
+        self.enabled = enabled
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[ups]}"), TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("{task.fields[score]}"),
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(title, total=total, completed=start, ups="", score="")
+
+    def update(self, step: int, ups: float | None, score: str | None) -> None:
+        if not self.enabled:
+            return
+        fields = {"score": score or ""}
+        if ups is not None:
+            fields["ups"] = f"{ups:,.0f} upd/s"
+        self._progress.update(self._task, completed=step, **fields)
+
+    def close(self) -> None:
+        if self.enabled:
+            self._progress.stop()
