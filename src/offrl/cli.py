@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import tyro
+
 DEFAULT_ALGO = "iql"
 DEFAULT_DATASET = "pendulum-mixed"
 COMMANDS = {
@@ -107,8 +109,6 @@ def cmd_data(argv: list[str]) -> int:
 
 
 def cmd_train(argv: list[str]) -> int:
-    import tyro
-
     from offrl.algos import get_algo
 
     algo_name = DEFAULT_ALGO
@@ -124,6 +124,7 @@ def cmd_train(argv: list[str]) -> int:
             raise UsageError("--resume needs a run folder")
         algo_name = load_checkpoint(resume_dir)[2]["algo"]
     algo = get_algo(algo_name)
+    _check_option_names(argv, algo)
     args_cls = dataclasses.make_dataclass(
         "TrainArgs",
         [("algo", algo.config_cls, dataclasses.field(default_factory=algo.config_cls))],
@@ -143,6 +144,28 @@ def cmd_train(argv: list[str]) -> int:
     )
     _print_summary(result.run_dir, result.final_eval, f"{algo.name} after {result.step:,} updates")
     return 0
+
+
+def _check_option_names(argv: list[str], algo) -> None:
+    """Reject an unknown ``--FIELD`` or ``--algo.FIELD`` with the list of valid ones."""
+    import difflib
+
+    loop_fields = [f.name for f in dataclasses.fields(LoopArgs)]
+    algo_fields = [f.name for f in dataclasses.fields(algo.config_cls)]
+    for token in argv:
+        if not token.startswith("--") or token in ("--help",):
+            continue
+        name = token[2:].split("=", 1)[0].replace("-", "_")
+        is_algo = name.startswith("algo.")
+        field_name = name[len("algo."):] if is_algo else name
+        valid = algo_fields if is_algo else loop_fields
+        if field_name in valid or (field_name.startswith("no_") and field_name[3:] in valid):
+            continue
+        guess = difflib.get_close_matches(field_name, valid, n=1)
+        hint = f" (did you mean --{'algo.' if is_algo else ''}{guess[0].replace('_', '-')}?)" if guess else ""
+        where = f"{algo.name}'s config" if is_algo else "the training loop"
+        flags = ", ".join(("--algo." if is_algo else "--") + v.replace("_", "-") for v in valid)
+        raise UsageError(f"unknown option {token.split('=')[0]!r} for {where}{hint}; valid options: {flags}")
 
 
 def _print_summary(run_dir: Path, results: list[dict], title: str) -> None:
@@ -177,8 +200,6 @@ def _print_summary(run_dir: Path, results: list[dict], title: str) -> None:
 
 
 def cmd_eval(argv: list[str]) -> int:
-    import tyro
-
     @dataclass
     class EvalArgs:
         """Evaluate a checkpoint in the environment of the dataset it was trained on."""

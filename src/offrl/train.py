@@ -12,6 +12,7 @@ the same four agents as four runs with ``seed=0..3``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -57,14 +58,20 @@ def config_from_dict(config_cls: type, values: dict) -> Any:
 # ----------------------------------------------------------------------------- compiled pieces
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled_init(algo: Algo, config: Any, spec: DataSpec, total_steps: int):
+    return jax.jit(jax.vmap(lambda k: algo.init(config, spec, k, total_steps)))
+
+
 def init_agents(algo: Algo, config: Any, spec: DataSpec, seed: int, seeds: int, total_steps: int):
     """Initialise ``seeds`` agents (leading axis) and their training keys."""
     keys = jax.vmap(lambda i: jax.random.split(jax.random.PRNGKey(seed + i)))(jnp.arange(seeds))
     init_keys, train_keys = keys[:, 0], keys[:, 1]
-    states = jax.jit(jax.vmap(lambda k: algo.init(config, spec, k, total_steps)))(init_keys)
+    states = _compiled_init(algo, config, spec, total_steps)(init_keys)
     return states, train_keys
 
 
+@functools.lru_cache(maxsize=64)  # configs are frozen dataclasses: repeated fits reuse the compiled code
 def make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int):
     """A jitted ``(states, keys, data) -> (states, keys, metrics)`` doing ``num_updates`` updates per seed."""
 

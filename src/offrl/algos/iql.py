@@ -65,7 +65,7 @@ class State:
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
     k_actor, k_critic, k_value = jax.random.split(key, 3)
     obs, acts = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.action_dim))
-    actor_net = GaussianActor(config.hidden_dims, spec.action_dim, log_std_min=-10.0, dropout_rate=config.actor_dropout)
+    actor_net = GaussianActor(config.hidden_dims, spec.action_dim, dropout_rate=config.actor_dropout)
     critic_net, value_net = Critic(config.hidden_dims), ValueNet(config.hidden_dims)
     actor_lr = optax.cosine_decay_schedule(config.actor_lr, max(total_steps, 1)) if config.cosine_actor_lr else config.actor_lr
     actor = TrainState.create(apply_fn=actor_net.apply, params=actor_net.init(k_actor, obs), tx=optax.adam(actor_lr))

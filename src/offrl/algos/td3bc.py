@@ -82,7 +82,7 @@ def actor_loss(config: Config, state: State, params, batch: Batch) -> tuple[jax.
     actions = state.actor.apply_fn(params, batch.observations)
     q1 = state.critic.apply_fn(state.critic.params, batch.observations, actions)[0]
     loss, lmbda = td3bc_actor_loss(q1, actions, batch.actions, config.alpha)
-    return loss, {"actor_loss": loss, "lambda": lmbda, "bc_mse": jnp.mean((actions - batch.actions) ** 2)}
+    return loss, {"actor_loss": loss, "lambda": lmbda, "action_mse": jnp.mean((actions - batch.actions) ** 2)}
 
 
 def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, dict]:
@@ -99,7 +99,7 @@ def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[
         ), actor_info
 
     def skip(state: State) -> tuple[State, dict]:  # delayed policy update: no actor step; NaN metrics are skipped in averages
-        return state, {"actor_loss": jnp.nan, "lambda": jnp.nan, "bc_mse": jnp.nan}
+        return state, {"actor_loss": jnp.nan, "lambda": jnp.nan, "action_mse": jnp.nan}
 
     state, actor_info = jax.lax.cond(state.step % config.policy_freq == 0, actor_step, skip, state)
     return state, {**info, **actor_info}

@@ -34,7 +34,8 @@ def advantage_weights(advantages: jax.Array, beta: float, max_weight: float = 10
 def td3bc_actor_loss(q_values: jax.Array, policy_actions: jax.Array, data_actions: jax.Array, alpha: float) -> tuple[jax.Array, jax.Array]:
     """TD3+BC actor loss: -lambda * mean Q(s, pi(s)) + mean ||pi(s) - a||^2 (Fujimoto & Gu 2021, eq. 3).
 
-    lambda = alpha / mean|Q(s, a)| over the batch, held constant (no gradient) as in the paper.
+    lambda = alpha / mean|Q(s, pi(s))| over the batch (``q_values``), held constant (no gradient), as the
+    authors' code computes it.
     The squared error is averaged over batch and action dimensions, as the reference code does.
     Returns ``(loss, lambda)``.
     """

@@ -1,0 +1,52 @@
+"""Shared test fixtures: small datasets and small algorithm configs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+
+
+def make_dataset(n: int = 600, obs_dim: int = 3, act_dim: int = 2, episode_len: int = 50, seed: int = 0, **info_kwargs):
+    """A random dataset with fixed-length episodes ending in timeouts (one terminal in the middle)."""
+    from offrl.data import Dataset, DatasetInfo
+
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(n, obs_dim)).astype(np.float32)
+    next_obs = obs + 0.1 * rng.normal(size=(n, obs_dim)).astype(np.float32)
+    low = np.asarray(info_kwargs.get("action_low") or [-1.0] * act_dim, np.float32)
+    high = np.asarray(info_kwargs.get("action_high") or [1.0] * act_dim, np.float32)
+    actions = rng.uniform(low, high, size=(n, act_dim)).astype(np.float32)
+    rewards = (obs[:, 0] - actions[:, 0] ** 2).astype(np.float32)
+    terminals = np.zeros(n, np.float32)
+    timeouts = np.zeros(n, np.float32)
+    timeouts[episode_len - 1 :: episode_len] = 1
+    timeouts[-1] = 1
+    terminals[n // 2] = 1
+    timeouts[n // 2] = 0
+    info = DatasetInfo(name=info_kwargs.pop("name", "synthetic"), **info_kwargs)
+    return Dataset.from_arrays(observations=obs, actions=actions, rewards=rewards, next_observations=next_obs,
+                               terminals=terminals, timeouts=timeouts, info=info)
+
+
+def small_config(algo, **overrides):
+    """The algorithm's default config with tiny networks and batches, for fast tests."""
+    fields = {f.name for f in dataclasses.fields(algo.config_cls)}
+    small = {"hidden_dims": (32, 32), "batch_size": 32}
+    values = {k: v for k, v in small.items() if k in fields}
+    values.update(overrides)
+    return algo.config_cls(**values)
+
+
+@pytest.fixture
+def dataset():
+    return make_dataset()
+
+
+@pytest.fixture
+def offrl_home(tmp_path, monkeypatch):
+    home = tmp_path / "offrl_home"
+    monkeypatch.setenv("OFFRL_HOME", str(home))
+    return home

@@ -1,0 +1,134 @@
+"""Contract tests that every registered algorithm passes automatically.
+
+Adding an algorithm to the registry adds it to every test here: finite losses, parameters that
+change, actions of the right shape inside the bounds, determinism, vmap over seeds, and the
+checkpoint round trip.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+import offrl
+from offrl.algos import DataSpec, list_algos
+from offrl.data import fit_transforms, to_device
+from offrl.train import init_agents, make_train_chunk
+
+from conftest import make_dataset, small_config
+
+ALGOS = sorted(list_algos())
+
+
+def _leaves(tree):
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def _train(algo_name, dataset, tmp_path, tag, steps=40, seeds=1, seed=0):
+    algo = offrl.algos.get_algo(algo_name)
+    return offrl.fit(small_config(algo), dataset, steps=steps, seeds=seeds, seed=seed, chunk=20,
+                     run_dir=tmp_path / tag, progress=False, plot=False, evaluate_at_end=False)
+
+
+def test_registry_is_populated():
+    assert {"bc", "td3bc", "iql"} <= set(ALGOS)
+    for name, algo in list_algos().items():
+        assert algo.description and algo.name == name
+
+
+def _field_docstrings(cls) -> dict[str, str | None]:
+    """Map each annotated field of a dataclass to the string literal right below it (or None)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body
+    docs = {}
+    for stmt, nxt in zip(body, body[1:] + [None]):
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            is_doc = isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)
+            docs[stmt.target.id] = nxt.value.value if is_doc else None
+    return docs
+
+
+@pytest.mark.parametrize("name", ALGOS)
+def test_config_is_frozen_and_documented(name):
+    algo = offrl.algos.get_algo(name)
+    config = algo.config_cls()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.batch_size = 1  # frozen: configs are static arguments of compiled functions
+    hash(config)
+    docs = _field_docstrings(algo.config_cls)
+    assert set(docs) == {f.name for f in dataclasses.fields(algo.config_cls)}
+    undocumented = [f for f, d in docs.items() if not d or not d.strip()]
+    assert not undocumented, f"{name}.Config fields without a docstring: {undocumented}"
+
+
+@pytest.mark.parametrize("name", ALGOS)
+def test_update_finite_and_changes_params(name, dataset):
+    algo = offrl.algos.get_algo(name)
+    config = small_config(algo)
+    transforms = fit_transforms(dataset, algo.normalize_observations, algo.reward_scaling)
+    data = to_device(transforms.apply(dataset), dataset)
+    states, keys = init_agents(algo, config, DataSpec(dataset.obs_dim, dataset.act_dim), 0, 1, 100)
+    before = _leaves(states)
+    chunk = make_train_chunk(algo, config, 10, 1)
+    states, keys, metrics = chunk(states, keys, data)
+    after = _leaves(states)
+    assert metrics, "update returned no metrics"
+    for key, value in metrics.items():
+        assert np.isfinite(np.asarray(value)).all(), f"{name}: metric {key} is not finite: {value}"
+    changed = [not np.array_equal(a, b) for a, b in zip(before, after) if a.dtype.kind == "f"]
+    assert sum(changed) >= len(changed) // 2, f"{name}: most parameters did not change after 10 updates"
+
+
+@pytest.mark.parametrize("name", ALGOS)
+def test_actions_shape_and_bounds(name, tmp_path):
+    dataset = make_dataset(act_dim=2, action_low=(-2.0, 0.0), action_high=(2.0, 0.5))
+    result = _train(name, dataset, tmp_path, "run", steps=20)
+    agent = offrl.load_agent(result.run_dir)
+    obs = np.random.default_rng(1).normal(size=(64, dataset.obs_dim)).astype(np.float32) * 10
+    for deterministic in (True, False):
+        actions = agent.act(obs, deterministic=deterministic)
+        assert actions.shape == (64, 2)
+        assert np.all(actions >= [-2.0, 0.0]) and np.all(actions <= [2.0, 0.5])
+    single = agent.act(obs[0])
+    assert single.shape == (2,)
+    with pytest.raises(ValueError, match="observations must have shape"):
+        agent.act(np.zeros((4, dataset.obs_dim + 1)))
+
+
+@pytest.mark.parametrize("name", ALGOS)
+def test_same_seed_same_result(name, dataset, tmp_path):
+    a = _train(name, dataset, tmp_path, "a", seed=3)
+    b = _train(name, dataset, tmp_path, "b", seed=3)
+    c = _train(name, dataset, tmp_path, "c", seed=4)
+    for x, y in zip(_leaves(a.states), _leaves(b.states)):
+        np.testing.assert_array_equal(x, y)
+    assert any(not np.array_equal(x, z) for x, z in zip(_leaves(a.states), _leaves(c.states)))
+
+
+@pytest.mark.parametrize("name", ALGOS)
+def test_vmap_over_seeds_matches_separate_runs(name, dataset, tmp_path):
+    both = _train(name, dataset, tmp_path, "both", seeds=2, seed=5)
+    first = _train(name, dataset, tmp_path, "first", seed=5)
+    second = _train(name, dataset, tmp_path, "second", seed=6)
+    for i, single in enumerate((first, second)):
+        for x, y in zip(_leaves(both.states), _leaves(single.states)):
+            assert x.shape[0] == 2
+            # vmapped matmuls may sum in another order: equal up to float32 round-off
+            np.testing.assert_allclose(x[i], y[0], rtol=2e-3, atol=2e-4)
+
+
+@pytest.mark.parametrize("name", ALGOS)
+def test_checkpoint_round_trip(name, dataset, tmp_path):
+    result = _train(name, dataset, tmp_path, "run", seeds=2)
+    agent = offrl.load_agent(result.run_dir / "checkpoint.msgpack")
+    assert agent.step == 40 and agent.num_seeds == 2 and agent.algo.name == name
+    for x, y in zip(_leaves(result.states), _leaves(agent.states)):
+        np.testing.assert_array_equal(x, y)
+    obs = dataset.observations[:8]
+    np.testing.assert_array_equal(agent.act(obs, seed_index=1), offrl.load_agent(result.run_dir).act(obs, seed_index=1))
