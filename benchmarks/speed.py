@@ -80,7 +80,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     "Hopper-sized dataset.")
     p.add_argument("--algos", default="bc,td3bc,iql", help="comma list of offrl algorithms")
     p.add_argument("--seeds", type=_int_list, default=[1, 8],
-                   help="comma list: agents trained at once (vmapped) per measurement")
+                   help="comma list: agents trained at once per measurement")
+    p.add_argument("--seed-strategies", default="vmap,map",
+                   help="comma list: how several seeds share one compiled call (vmap: batched; map: one "
+                        "after another with lax.map); each is timed for every seeds value > 1")
     p.add_argument("--updates", type=int, default=REFERENCE["updates"],
                    help="timed updates per seed (rounded up to whole chunks)")
     p.add_argument("--chunk", type=int, default=1000, help="updates per compiled call (lax.scan)")
@@ -112,6 +115,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.algos:
         p.error("--algos is empty")
     args.seeds = sorted(set(args.seeds))
+    args.seed_strategies = [st.strip() for st in args.seed_strategies.split(",") if st.strip()]
+    if not set(args.seed_strategies) <= {"vmap", "map"} or not args.seed_strategies:
+        p.error("--seed-strategies takes vmap and/or map")
     if args.out is None:
         args.out = str(REPO / "benchmarks" / "results" / f"speed-{_dt.date.today():%Y%m%d}.md")
     return args
@@ -119,19 +125,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def xla_flags_for(threads: int) -> str:
     if threads == 1:
-        return "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    return f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={threads}"
+        return "--xla_cpu_multi_thread_eigen=false"
+    return "--xla_cpu_multi_thread_eigen=true"
 
 
 def set_threading_env(args: argparse.Namespace) -> dict:
+    """Limit this process (and the peer subprocess, which inherits it) to ``threads`` cores.
+
+    XLA's CPU flags alone did not keep it on one core here (CPU/wall time 1.86 with them), so the
+    process is pinned with ``sched_setaffinity``: both libraries then get the same cores.
+    """
     if "jax" in sys.modules:
         raise RuntimeError("jax was imported before XLA_FLAGS was set")
+    allowed = sorted(os.sched_getaffinity(0))
+    if args.threads > len(allowed):
+        raise SystemExit(f"--threads {args.threads} but only {len(allowed)} cores are available")
+    os.sched_setaffinity(0, set(allowed[: args.threads]))
     previous = os.environ.get("XLA_FLAGS", "")
     ours = xla_flags_for(args.threads)
     os.environ["XLA_FLAGS"] = f"{previous} {ours}".strip()
     if args.platform != "default":
         os.environ["JAX_PLATFORMS"] = args.platform
-    return {"threads": args.threads, "XLA_FLAGS": os.environ["XLA_FLAGS"],
+    return {"threads": args.threads, "cpu_affinity": sorted(os.sched_getaffinity(0)), "XLA_FLAGS": os.environ["XLA_FLAGS"],
             "XLA_FLAGS_inherited": previous or None,
             "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS"),
             "peer_torch_threads": args.threads}
@@ -239,7 +254,7 @@ def peer_versions(peer_python: Path) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def bench_offrl(algo_name: str, dataset, seeds: int, updates: int, chunk: int) -> dict:
+def bench_offrl(algo_name: str, dataset, seeds: int, updates: int, chunk: int, strategy: str = "vmap") -> dict:
     import jax
 
     from offrl.algos import DataSpec, get_algo
@@ -260,7 +275,7 @@ def bench_offrl(algo_name: str, dataset, seeds: int, updates: int, chunk: int) -
     states, keys = init_agents(algo, config, spec, seed=0, seeds=seeds, total_steps=total_steps)
     jax.block_until_ready((states, keys, data))
 
-    train_chunk = make_train_chunk(algo, config, chunk, seeds)
+    train_chunk = make_train_chunk(algo, config, chunk, seeds, strategy)
     t0 = time.perf_counter()
     compiled = train_chunk.lower(states, keys, data).compile()
     compile_s = time.perf_counter() - t0
@@ -286,7 +301,7 @@ def bench_offrl(algo_name: str, dataset, seeds: int, updates: int, chunk: int) -
                       and not np.isinf(np.asarray(v, np.float64)).any()) for k, v in metrics.items()}
     per_seed = timed_updates / elapsed
     return {
-        "library": "offrl", "algo": algo_name, "seeds": seeds,
+        "library": "offrl", "algo": algo_name, "seeds": seeds, "strategy": strategy if seeds > 1 else "-",
         "updates_per_s_per_seed": per_seed, "updates_per_s_total": per_seed * seeds,
         "timed_updates_per_seed": timed_updates, "chunk": chunk, "chunks": n_chunks,
         "seconds": elapsed, "chunk_seconds": chunk_s, "compile_s": compile_s,
@@ -357,9 +372,10 @@ def run_peer(args: argparse.Namespace, npz: Path, workdir: Path) -> tuple[list[d
 # ---------------------------------------------------------------------------------------------
 
 
-def _find(rows: list[dict], library: str, algo: str, seeds: int) -> dict | None:
+def _find(rows: list[dict], library: str, algo: str, seeds: int, strategy: str | None = None) -> dict | None:
     for r in rows:
-        if r["library"] == library and r["algo"] == algo and r["seeds"] == seeds:
+        if (r["library"] == library and r["algo"] == algo and r["seeds"] == seeds
+                and (strategy is None or r.get("strategy") == strategy)):
             return r
     return None
 
@@ -381,15 +397,15 @@ def compute_ratios(rows: list[dict], args: argparse.Namespace) -> list[dict]:
                 "no d3rlpy row" if ours else "no offrl 1-seed row: add 1 to --seeds"),
         })
     many = max(args.seeds)
-    for algo in args.algos if many > 1 else []:
-        one, multi = _find(rows, "offrl", algo, 1), _find(rows, "offrl", algo, many)
+    for algo, strategy in [(a, st) for a in args.algos for st in args.seed_strategies] if many > 1 else []:
+        one, multi = _find(rows, "offrl", algo, 1), _find(rows, "offrl", algo, many, strategy)
         value = (multi["updates_per_s_total"] / one["updates_per_s_per_seed"]
                  if one and multi and many > 1 else None)
         # The 0.85 target is defined for 8 seeds; other seed counts are reported without one.
         target = TARGET_SEED_SCALING if many == 8 else None
         ratios.append({
-            "name": f"offrl {DISPLAY.get(algo, algo)}: {many} seeds total updates/s / 1 seed updates/s",
-            "key": f"{algo}_seed_scaling_{many}", "value": value, "target": target,
+            "name": f"offrl {DISPLAY.get(algo, algo)}: {many} seeds ({strategy}) total updates/s / 1 seed updates/s",
+            "key": f"{algo}_seed_scaling_{many}_{strategy}", "value": value, "target": target,
             "met": None if value is None or target is None else value >= target,
             "note": None if value is not None else "needs 1 and a larger value in --seeds",
         })
@@ -430,13 +446,13 @@ def render_markdown(report: dict) -> str:
          if s["peer"] == "d3rlpy" else "- d3rlpy: not run (`--peer none`)"),
         "",
         "## Results", "",
-        "| library | algorithm | seeds | updates/s per seed | total updates/s | compile s | CPU/wall |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| library | algorithm | seeds | seed strategy | updates/s per seed | total updates/s | compile s | CPU/wall |",
+        "|---|---|---:|---|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
         cpu = r.get("cpu_per_wall")
         lines.append(
-            f"| {r['library']} | {DISPLAY.get(r['algo'], r['algo'])} | {r['seeds']} | "
+            f"| {r['library']} | {DISPLAY.get(r['algo'], r['algo'])} | {r['seeds']} | {r.get('strategy', '-')} | "
             f"{_fmt(r['updates_per_s_per_seed'])} | {_fmt(r['updates_per_s_total'])} | "
             f"{_fmt(r.get('compile_s'), 1)} | {_fmt(cpu, 2)} |")
     lines += ["", "CPU/wall: process CPU time over wall time of the timed section (≈ cores "
@@ -512,9 +528,9 @@ def main(argv: list[str] | None = None) -> int:
             f"({npz.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t0:.1f}s")
 
         for algo_name in args.algos:
-            for seeds in args.seeds:
-                say(f"offrl {algo_name} seeds={seeds}: compiling chunk of {min(args.chunk, args.updates)}")
-                row = bench_offrl(algo_name, dataset, seeds, args.updates, args.chunk)
+            for seeds, strategy in [(n, st) for n in args.seeds for st in (args.seed_strategies if n > 1 else ["vmap"])]:
+                say(f"offrl {algo_name} seeds={seeds} ({strategy}): compiling chunk of {min(args.chunk, args.updates)}")
+                row = bench_offrl(algo_name, dataset, seeds, args.updates, args.chunk, strategy)
                 rows.append(row)
                 bad = [k for k, ok in row["metrics_finite"].items() if not ok]
                 if bad:

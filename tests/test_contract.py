@@ -30,9 +30,9 @@ def _leaves(tree):
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
-def _train(algo_name, dataset, tmp_path, tag, steps=40, seeds=1, seed=0):
+def _train(algo_name, dataset, tmp_path, tag, steps=40, seeds=1, seed=0, seed_strategy="auto"):
     algo = offrl.algos.get_algo(algo_name)
-    return offrl.fit(small_config(algo), dataset, steps=steps, seeds=seeds, seed=seed, chunk=20,
+    return offrl.fit(small_config(algo), dataset, steps=steps, seeds=seeds, seed=seed, chunk=20, seed_strategy=seed_strategy,
                      run_dir=tmp_path / tag, progress=False, plot=False, evaluate_at_end=False)
 
 
@@ -112,15 +112,19 @@ def test_same_seed_same_result(name, dataset, tmp_path):
 
 
 @pytest.mark.parametrize("name", ALGOS)
-def test_vmap_over_seeds_matches_separate_runs(name, dataset, tmp_path):
-    both = _train(name, dataset, tmp_path, "both", seeds=2, seed=5)
+def test_several_seeds_in_one_call_match_separate_runs(name, dataset, tmp_path):
     first = _train(name, dataset, tmp_path, "first", seed=5)
     second = _train(name, dataset, tmp_path, "second", seed=6)
+    vmapped = _train(name, dataset, tmp_path, "vmap", seeds=2, seed=5, seed_strategy="vmap")
+    mapped = _train(name, dataset, tmp_path, "map", seeds=2, seed=5, seed_strategy="map")
     for i, single in enumerate((first, second)):
-        for x, y in zip(_leaves(both.states), _leaves(single.states)):
-            assert x.shape[0] == 2
+        for v, m, y in zip(_leaves(vmapped.states), _leaves(mapped.states), _leaves(single.states)):
+            assert v.shape[0] == 2 and m.shape[0] == 2
             # vmapped matmuls may sum in another order: equal up to float32 round-off
-            np.testing.assert_allclose(x[i], y[0], rtol=2e-3, atol=2e-4)
+            np.testing.assert_allclose(v[i], y[0], rtol=2e-3, atol=2e-4)
+            np.testing.assert_allclose(m[i], y[0], rtol=1e-5, atol=1e-6)
+    vmapped_params = _leaves(vmapped.states)
+    assert any(not np.allclose(p[0], p[1]) for p in vmapped_params if p.dtype.kind == "f"), "seeds must differ"
 
 
 @pytest.mark.parametrize("name", ALGOS)

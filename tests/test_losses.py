@@ -207,7 +207,9 @@ def test_iql_value_loss_uses_min_of_target_qs(iql_setup):
     assert q_t.shape == (2, B)
     assert np.abs(q_t[0] - q_t[1]).min() > 1e-4  # the two heads differ, so min matters
     ref = ref_expectile(q_t.min(axis=0) - v, config.expectile).mean()
-    loss, info = iql.value_loss(config, state, state.value.params, batch)
+    q = iql.target_q(state, batch)
+    np.testing.assert_allclose(np64(q), q_t.min(axis=0), rtol=1e-6)
+    loss, info = iql.value_loss(config, state, state.value.params, batch, q)
     np.testing.assert_allclose(float(loss), ref, rtol=1e-5)
     # the reference distinguishes the alternatives (a mean of heads, or the online critic)
     alt_mean = ref_expectile(q_t.mean(axis=0) - v, config.expectile).mean()
@@ -233,10 +235,10 @@ def test_iql_actor_loss_is_advantage_weighted_log_likelihood(iql_setup):
     q_t = np64(Critic(HIDDEN).apply(state.target_critic_params, batch.observations, batch.actions)).min(axis=0)
     v = np64(ValueNet(HIDDEN).apply(state.value.params, batch.observations))
     w = np.minimum(np.exp(config.beta * (q_t - v)), config.max_weight)
-    actor = GaussianActor(HIDDEN, ACT_DIM, log_std_min=-10.0)
+    actor = GaussianActor(HIDDEN, ACT_DIM)
     mean, log_std = actor.apply(state.actor.params, batch.observations)
     ref = -(w * ref_gaussian_log_prob(np64(mean), np64(log_std), np64(batch.actions))).mean()
-    loss, info = iql.actor_loss(config, state, state.actor.params, batch, jax.random.PRNGKey(0))
+    loss, info = iql.actor_loss(config, state, state.actor.params, batch, iql.target_q(state, batch), jax.random.PRNGKey(0))
     np.testing.assert_allclose(float(loss), ref, rtol=1e-5)
     np.testing.assert_allclose(float(info["adv_weight_mean"]), w.mean(), rtol=1e-5)
 

@@ -62,6 +62,8 @@ class LoopArgs:
     """Also write TensorBoard event files (needs tensorboardX)."""
     progress: bool = True
     """Show a progress bar."""
+    seed_strategy: str = "auto"
+    """How seeds share a compiled call: vmap, map (one after another), auto (map on CPU, vmap on GPU)."""
 
 
 class UsageError(Exception):
@@ -140,7 +142,7 @@ def cmd_train(argv: list[str]) -> int:
         eval_interval=args.eval_interval, eval_episodes=args.eval_episodes,
         checkpoint_interval=args.checkpoint_interval, run_dir=args.run_dir, resume=args.resume,
         normalize_observations=args.normalize_observations, reward_scaling=args.reward_scaling,
-        tensorboard=args.tensorboard, progress=args.progress,
+        tensorboard=args.tensorboard, progress=args.progress, seed_strategy=args.seed_strategy,
     )
     _print_summary(result.run_dir, result.final_eval, f"{algo.name} after {result.step:,} updates")
     return 0

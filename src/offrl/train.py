@@ -71,9 +71,27 @@ def init_agents(algo: Algo, config: Any, spec: DataSpec, seed: int, seeds: int, 
     return states, train_keys
 
 
+SEED_STRATEGIES = ("auto", "vmap", "map")
+
+
+def resolve_seed_strategy(strategy: str) -> str:
+    """``auto``: ``vmap`` on accelerators; ``map`` (one seed after another inside the same compiled
+    call) on CPU, where vmapped seeds measured 0.74-0.82x the throughput of one seed (their parameters
+    no longer fit in cache) and mapped seeds 1.0x (benchmarks/results/speed-cpu-2026-11-26.md)."""
+    if strategy not in SEED_STRATEGIES:
+        raise ValueError(f"seed_strategy must be one of {', '.join(SEED_STRATEGIES)}; got {strategy!r}")
+    if strategy == "auto":
+        return "map" if jax.default_backend() == "cpu" else "vmap"
+    return strategy
+
+
 @functools.lru_cache(maxsize=64)  # configs are frozen dataclasses: repeated fits reuse the compiled code
-def make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int):
-    """A jitted ``(states, keys, data) -> (states, keys, metrics)`` doing ``num_updates`` updates per seed."""
+def make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int, strategy: str = "vmap"):
+    """A jitted ``(states, keys, data) -> (states, keys, metrics)`` doing ``num_updates`` updates per seed.
+
+    Seeds run batched with ``vmap`` or one after another with ``lax.map`` (``strategy``); both
+    give each seed the same computation as a run of that seed alone.
+    """
 
     def one_seed(state, key, data):
         key, sub = jax.random.split(key)
@@ -95,6 +113,11 @@ def make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int):
             state, key, metrics = one_seed(squeeze(states), keys[0], data)
             expand = lambda t: jax.tree.map(lambda x: x[None], t)
             return expand(state), key[None], expand(metrics)
+
+    elif strategy == "map":
+
+        def run(states, keys, data):
+            return jax.lax.map(lambda sk: one_seed(sk[0], sk[1], data), (states, keys))
 
     else:
         run = jax.vmap(one_seed, in_axes=(0, 0, None))
@@ -169,6 +192,7 @@ def fit(
     progress: bool = True,
     evaluate_at_end: bool = True,
     plot: bool = True,
+    seed_strategy: str = "auto",
 ) -> FitResult:
     """Train ``seeds`` agents of the algorithm whose ``Config`` is ``algo_config`` on ``dataset``.
 
@@ -176,6 +200,7 @@ def fit(
     compiled call; evaluation (``eval_episodes`` episodes per seed, when the dataset names an env)
     and checkpoints happen at the first chunk boundary at or after each multiple of their interval
     (``None``: evaluate only at the end, checkpoint every ``max(steps // 10, chunk)`` updates).
+    ``seed_strategy`` chooses how seeds share a compiled call (see :func:`resolve_seed_strategy`).
     ``resume=RUN_DIR`` continues a killed run from its last checkpoint with its stored settings; it
     ends with the same parameters as an uninterrupted run.
     """
@@ -190,10 +215,12 @@ def fit(
         loop = meta_prev["loop"]
         steps, seed, seeds, chunk = loop["steps"], loop["seed"], loop["seeds"], loop["chunk"]
         eval_interval, eval_episodes, checkpoint_interval = loop["eval_interval"], loop["eval_episodes"], loop["checkpoint_interval"]
+        seed_strategy = loop.get("seed_strategy", seed_strategy)  # same program as before the kill
         if not isinstance(dataset, Dataset):
             dataset = meta_prev["dataset_source"]
     else:
         algo = algo_for_config(algo_config)
+    strategy = resolve_seed_strategy(seed_strategy)
     if steps < 1 or seeds < 1 or chunk < 1:
         raise ValueError(f"steps, seeds and chunk must be >= 1 (got steps={steps}, seeds={seeds}, chunk={chunk})")
 
@@ -225,7 +252,7 @@ def fit(
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_interval = checkpoint_interval or max(steps // 10, chunk)
     loop_settings = dict(steps=steps, seed=seed, seeds=seeds, chunk=chunk, eval_interval=eval_interval,
-                         eval_episodes=eval_episodes, checkpoint_interval=checkpoint_interval)
+                         eval_episodes=eval_episodes, checkpoint_interval=checkpoint_interval, seed_strategy=strategy)
     meta = dict(
         offrl_version=__version__, algo=algo.name, algo_config=config_to_dict(algo_config),
         transforms=transforms.to_dict(), dataset_info=dataset.info.to_dict(), dataset_source=dataset_source,
@@ -263,7 +290,7 @@ def fit(
         while step < steps:
             n = min(chunk, steps - step)
             if n not in chunk_fns:
-                chunk_fns[n] = make_train_chunk(algo, algo_config, n, seeds)
+                chunk_fns[n] = make_train_chunk(algo, algo_config, n, seeds, strategy)
             t0 = time.perf_counter()
             states, train_keys, metrics = chunk_fns[n](states, train_keys, data)
             metrics = jax.device_get(metrics)

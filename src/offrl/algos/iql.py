@@ -74,17 +74,20 @@ def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> St
     return State(actor, critic, value, critic.params, jnp.zeros((), jnp.int32))
 
 
-def value_loss(config: Config, state: State, params, batch: Batch) -> tuple[jax.Array, dict]:
-    """Expectile regression of V(s) on min_i Q'_i(s, a) over dataset actions."""
-    q = state.critic.apply_fn(state.target_critic_params, batch.observations, batch.actions).min(axis=0)
+def target_q(state: State, batch: Batch) -> jax.Array:
+    """min_i Q'_i(s, a) of the target critics on dataset pairs (shared by the value and actor losses)."""
+    return state.critic.apply_fn(state.target_critic_params, batch.observations, batch.actions).min(axis=0)
+
+
+def value_loss(config: Config, state: State, params, batch: Batch, q: jax.Array) -> tuple[jax.Array, dict]:
+    """Expectile regression of V(s) on q = min_i Q'_i(s, a) over dataset actions."""
     v = state.value.apply_fn(params, batch.observations)
     loss = expectile_loss(q - v, config.expectile).mean()
     return loss, {"value_loss": loss, "v_mean": v.mean()}
 
 
-def actor_loss(config: Config, state: State, params, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict]:
-    """Advantage-weighted regression: -E[min(exp(beta A), max_weight) log pi(a|s)]."""
-    q = state.critic.apply_fn(state.target_critic_params, batch.observations, batch.actions).min(axis=0)
+def actor_loss(config: Config, state: State, params, batch: Batch, q: jax.Array, key: jax.Array) -> tuple[jax.Array, dict]:
+    """Advantage-weighted regression: -E[min(exp(beta A), max_weight) log pi(a|s)], A = q - V(s)."""
     v = state.value.apply_fn(state.value.params, batch.observations)
     weights = advantage_weights(q - v, config.beta, config.max_weight)
     mean, log_std = state.actor.apply_fn(params, batch.observations, training=True, rngs={"dropout": key})
@@ -102,9 +105,10 @@ def critic_loss(config: Config, state: State, params, batch: Batch) -> tuple[jax
 
 
 def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, dict]:
-    grads, v_info = jax.grad(lambda p: value_loss(config, state, p, batch), has_aux=True)(state.value.params)
+    q = target_q(state, batch)
+    grads, v_info = jax.grad(lambda p: value_loss(config, state, p, batch, q), has_aux=True)(state.value.params)
     state = state.replace(value=state.value.apply_gradients(grads=grads))
-    grads, a_info = jax.grad(lambda p: actor_loss(config, state, p, batch, key), has_aux=True)(state.actor.params)
+    grads, a_info = jax.grad(lambda p: actor_loss(config, state, p, batch, q, key), has_aux=True)(state.actor.params)
     state = state.replace(actor=state.actor.apply_gradients(grads=grads))
     grads, c_info = jax.grad(lambda p: critic_loss(config, state, p, batch), has_aux=True)(state.critic.params)
     critic = state.critic.apply_gradients(grads=grads)
