@@ -16,7 +16,7 @@ import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import tyro
 
@@ -41,7 +41,7 @@ class LoopArgs:
     seed: int = 0
     """Seed of the first agent; agent i uses seed + i."""
     seeds: int = 1
-    """Independent agents trained together in one vmapped call."""
+    """Independent agents trained together in one compiled call (see --seed-strategy)."""
     chunk: int = 1000
     """Updates per compiled call (lax.scan length); metrics are fetched once per chunk."""
     eval_interval: Optional[int] = 5000
@@ -56,13 +56,13 @@ class LoopArgs:
     """Continue the killed run in this folder from its last checkpoint (other options are taken from it)."""
     normalize_observations: Optional[bool] = None
     """Normalise observations with the dataset's mean/std (default: the algorithm's paper setting)."""
-    reward_scaling: Optional[str] = None
-    """none | iql_locomotion | minus_one (default: the algorithm's paper setting)."""
+    reward_scaling: Optional[Literal["none", "iql_locomotion", "minus_one"]] = None
+    """Reward transform (default: the algorithm's paper setting)."""
     tensorboard: bool = False
     """Also write TensorBoard event files (needs tensorboardX)."""
     progress: bool = True
     """Show a progress bar."""
-    seed_strategy: str = "auto"
+    seed_strategy: Literal["auto", "vmap", "map"] = "auto"
     """How seeds share a compiled call: vmap, map (one after another), auto (map on CPU, vmap on GPU)."""
 
 
