@@ -4,7 +4,7 @@
     offrl train --resume RUN_DIR
     offrl eval CHECKPOINT [--episodes N]
     offrl algos
-    offrl data list
+    offrl data list | info NAME_OR_PATH | plot NAME_OR_PATH [--out PNG]
 
 Options of ``train`` come from typed dataclasses through tyro, so ``offrl train iql --help`` lists
 every field of IQL's ``Config`` with its docstring.
@@ -26,7 +26,7 @@ COMMANDS = {
     "train": "train an algorithm on a dataset (default: iql on the built-in pendulum-mixed data)",
     "eval": "evaluate a checkpoint in its environment",
     "algos": "list the algorithms",
-    "data": "list the built-in datasets (`offrl data list`)",
+    "data": "datasets: `offrl data list`, `offrl data info NAME`, `offrl data plot NAME`",
 }
 
 
@@ -99,8 +99,13 @@ def cmd_data(argv: list[str]) -> int:
 
     from offrl.data.registry import dataset_path, list_datasets
 
-    if argv[:1] not in ([], ["list"]):
-        raise UsageError(f"unknown data command {argv[0]!r}; valid: list")
+    sub = argv[0] if argv else "list"
+    if sub in ("info", "plot"):
+        from offrl.data.inspect import cli_info, cli_plot
+
+        return (cli_info if sub == "info" else cli_plot)(argv[1:])
+    if sub != "list":
+        raise UsageError(f"unknown data command {sub!r}; valid: list, info, plot")
     table = Table(title="built-in datasets (made locally on first use)")
     for col in ("name", "on disk", "description"):
         table.add_column(col)

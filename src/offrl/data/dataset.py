@@ -23,6 +23,8 @@ from typing import Any, BinaryIO
 import h5py
 import numpy as np
 
+from offrl.data.integrity import CHECKSUM_KEY, array_checksum
+
 __all__ = ["Dataset", "DatasetError", "DatasetInfo"]
 
 #: Array keys every dataset file must hold.
@@ -546,6 +548,7 @@ class Dataset:
                         arr = arr > 0  # D4RL stores the flags as booleans
                     h5.create_dataset(name, data=arr)
                 h5.attrs[INFO_KEY] = json.dumps(self.info.to_dict())
+                h5.attrs[CHECKSUM_KEY] = array_checksum(self)
                 for key, value in self.info.to_dict().items():
                     if isinstance(value, (str, int, float)) and key != INFO_KEY:
                         h5.attrs[key] = value
@@ -556,7 +559,8 @@ class Dataset:
         """Atomically write an uncompressed ``.npz`` (info as a JSON string array)."""
 
         def write(f: BinaryIO) -> None:
-            np.savez(f, **self.arrays(), **{INFO_KEY: np.array(json.dumps(self.info.to_dict()))})
+            np.savez(f, **self.arrays(), **{INFO_KEY: np.array(json.dumps(self.info.to_dict())),
+                                            CHECKSUM_KEY: np.array(array_checksum(self))})
 
         return _atomic_write(path, write)
 

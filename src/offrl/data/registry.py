@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from offrl.data.dataset import Dataset, DatasetError
+from offrl.data.integrity import array_checksum, read_checksum
 
 __all__ = ["list_datasets", "register_dataset", "dataset_path", "load_dataset", "offrl_home"]
 
@@ -32,8 +33,17 @@ def _ensure_builtins() -> None:
         return
     from offrl.envs.builtin import BUILTIN_DATASETS  # lazy: avoids a data -> envs import cycle
 
+    from offrl.envs.gridworld import register_gridworld_datasets
+    from offrl.envs.maze import register_maze_datasets
+
     for name, (maker, description) in BUILTIN_DATASETS.items():
         _REGISTRY.setdefault(name, (maker, description))
+
+    def add(name: str, maker: Maker, description: str) -> None:  # not register_dataset: it would recurse here
+        _REGISTRY.setdefault(name, (maker, description))
+
+    register_maze_datasets(add)
+    register_gridworld_datasets(add)
     _BUILTINS_LOADED = True
 
 
@@ -86,6 +96,10 @@ def load_dataset(name_or_path: str | os.PathLike, *, seed: int = 0, regenerate: 
     * anything else raises :class:`DatasetError` listing the known names.
     """
     text = os.fspath(name_or_path)
+    if text.startswith("minari:"):
+        from offrl.data.minari_io import load_minari_name
+
+        return load_minari_name(text)
     path = Path(text).expanduser()
     if path.is_file() and path.suffix.lower() in _FILE_SUFFIXES:
         return _load_file(path)
@@ -112,7 +126,11 @@ def load_dataset(name_or_path: str | os.PathLike, *, seed: int = 0, regenerate: 
     cache = dataset_path(text, seed)
     if cache.exists() and not regenerate:
         try:
-            return _load_file(cache)
+            dataset = _load_file(cache)
+            stored = read_checksum(cache)
+            if stored is not None and stored != array_checksum(dataset):
+                raise DatasetError(f"its arrays do not match the checksum stored when it was written ({stored[:12]}…)")
+            return dataset
         except Exception as exc:  # noqa: BLE001 - any failure to read the cache means a bad file
             raise DatasetError(
                 f"cached dataset file {cache} for {text!r} (seed {seed}) is corrupt or unreadable "

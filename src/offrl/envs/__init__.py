@@ -35,6 +35,9 @@ def make_env(
     """
     import gymnasium as gym
 
+    if isinstance(env_id, str) and env_id.startswith("offrl/"):
+        import offrl.envs.maze  # noqa: F401  registers the offrl/PointMaze*-v0 envs
+
     if not isinstance(env_id, str) or not env_id:
         raise ValueError(f"env_id must be a non-empty string, got {env_id!r}")
     kwargs = dict(env_kwargs or {})
