@@ -37,7 +37,7 @@ def _train(algo_name, dataset, tmp_path, tag, steps=40, seeds=1, seed=0, seed_st
 
 
 def test_registry_is_populated():
-    assert {"bc", "td3bc", "iql"} <= set(ALGOS)
+    assert {"bc", "td3bc", "iql", "sac_offline"} <= set(ALGOS)
     for name, algo in list_algos().items():
         assert algo.description and algo.name == name
 

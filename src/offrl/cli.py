@@ -4,6 +4,7 @@
     offrl train --resume RUN_DIR
     offrl eval CHECKPOINT [--episodes N]
     offrl algos
+    offrl zoo train ENV [--env-steps N]
     offrl data list | info NAME_OR_PATH | plot NAME_OR_PATH [--out PNG]
 
 Options of ``train`` come from typed dataclasses through tyro, so ``offrl train iql --help`` lists
@@ -26,6 +27,7 @@ COMMANDS = {
     "train": "train an algorithm on a dataset (default: iql on the built-in pendulum-mixed data)",
     "eval": "evaluate a checkpoint in its environment",
     "algos": "list the algorithms",
+    "zoo": "train behaviour policies online with SAC (`offrl zoo train ENV`)",
     "data": "datasets: `offrl data list`, `offrl data info NAME`, `offrl data plot NAME`",
 }
 
@@ -246,6 +248,12 @@ def cmd_eval(argv: list[str]) -> int:
     return 0
 
 
+def cmd_zoo(argv: list[str]) -> int:
+    from offrl.zoo import main as zoo_main
+
+    return zoo_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -255,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<7} {text}")
         return 0
     command, rest = argv[0], argv[1:]
-    handlers = {"train": cmd_train, "eval": cmd_eval, "algos": cmd_algos, "data": cmd_data}
+    handlers = {"train": cmd_train, "eval": cmd_eval, "algos": cmd_algos, "data": cmd_data, "zoo": cmd_zoo}
     try:
         if command not in handlers:
             raise UsageError(f"unknown command {command!r}; valid commands: {', '.join(handlers)}")

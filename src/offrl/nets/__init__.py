@@ -114,3 +114,43 @@ class ValueNet(nn.Module):
     @nn.compact
     def __call__(self, observations: jax.Array) -> jax.Array:
         return MLP(self.hidden_dims, 1, layer_norm=self.layer_norm)(observations)[..., 0]
+
+
+class TanhGaussianActor(nn.Module):
+    """The SAC policy: a = tanh(u), u ~ N(mu(s), diag(exp(log_std(s)))^2).
+
+    Unlike :class:`GaussianActor`, the Gaussian lives *before* the squashing, so samples are in the
+    unit box (open in exact arithmetic; float32 tanh rounds to +-1 for |u| > 9) and the density of
+    ``a`` carries the tanh Jacobian (:func:`tanh_gaussian_sample_and_log_prob`). Mean and log-std
+    are both state dependent; the log-std is clipped to ``[log_std_min, log_std_max]`` (the SAC
+    reference code's -20 and 2).
+    """
+
+    hidden_dims: Sequence[int]
+    action_dim: int
+    log_std_min: float = -20.0
+    log_std_max: float = 2.0
+
+    @nn.compact
+    def __call__(self, observations: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Returns the pre-squash ``(mean, log_std)``, both of shape (..., action_dim)."""
+        out = MLP(self.hidden_dims, 2 * self.action_dim)(observations)
+        mean, log_std = jnp.split(out, 2, axis=-1)
+        return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
+
+
+def tanh_gaussian_sample_and_log_prob(mean: jax.Array, log_std: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Reparameterised sample ``a = tanh(mean + exp(log_std) * eps)`` and ``log pi(a)``.
+
+    By the change of variables a = tanh(u),
+    ``log pi(a) = log N(u; mean, std^2) - sum_i log(1 - tanh(u_i)^2)`` (Haarnoja et al. 2018, eq. 21),
+    summed over the last axis. The Jacobian term is computed as
+    ``log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u))``, which stays finite where
+    ``1 - tanh(u)^2`` rounds to zero. Gradients flow to ``mean`` and ``log_std`` (the reparameterisation trick).
+    Returns ``(actions, log_probs)`` of shapes (..., action_dim) and (...).
+    """
+    eps = jax.random.normal(key, mean.shape, mean.dtype)
+    u = mean + jnp.exp(log_std) * eps
+    gaussian = jnp.sum(-0.5 * eps**2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi), axis=-1)
+    log_det = jnp.sum(2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
+    return jnp.tanh(u), gaussian - log_det
