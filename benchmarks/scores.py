@@ -63,7 +63,7 @@ def main() -> int:
             print(f"{dataset:>18} {name:>6}: {scores.mean():6.1f} ± {scores.std():4.1f}  ({rows[-1]['seconds']} s)", file=sys.stderr)
 
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    budget = f"{args.steps:,} updates per seed, {args.seeds} seeds (vmapped), {args.episodes} evaluation episodes per seed"
+    budget = f"{args.steps:,} updates per seed, {args.seeds} seeds in one compiled call, {args.episodes} evaluation episodes per seed"
     with (out_dir / f"{stem}.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -71,7 +71,7 @@ def main() -> int:
     lines = [
         f"# Normalised scores — {time.strftime('%Y-%m-%d')}", "",
         f"- command: `{command}`", f"- commit: {git_commit()}", f"- budget: {budget}",
-        "- machine: 2-core CPU (no GPU); seeds trained together in one vmapped call",
+        "- machine: 2-core CPU (no GPU); seed strategy `auto` (lax.map on CPU, vmap on GPU)",
         "- score: 100·(R − R_random)/(R_expert − R_random), references stored in each dataset", "",
         "| dataset | " + " | ".join(algos) + " |", "|---|" + "---|" * len(algos),
     ]
