@@ -337,7 +337,7 @@ class _Progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("[bold]{task.description}"), BarColumn(bar_width=16), MofNCompleteColumn(),
             TextColumn("{task.fields[ups]}"), TextColumn("ETA"), TimeRemainingColumn(),
             TextColumn("{task.fields[score]}"),
         )
