@@ -9,7 +9,7 @@ Used to train the behaviour policies that generate benchmark data (:mod:`offrl.z
 * Training alternates blocks: collect ``update_every`` env steps on the host, then ONE jitted call
   adds them to the buffer and runs ``update_every * updates_per_step`` gradient updates in a
   ``lax.scan``. No Python runs per gradient step. The policy that collects a block is the one of
-  the end of the previous block (as Spinning Up's ``update_every``).
+  the end of the previous block.
 * Time limits: only ``terminated`` sets the terminal flag (``truncated`` bootstraps); the real final
   observation is stored as ``next_observation`` in both cases, and the env is reset afterwards.
 * Snapshots: every ``snapshot_every`` env steps (and at the end) the agent is evaluated and saved
