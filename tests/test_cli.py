@@ -84,3 +84,21 @@ def test_bad_input_gets_a_clear_message_not_a_traceback(args, expected, home):
     assert proc.returncode == 2
     assert expected in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_data_make_is_byte_identical_and_info_plot_read_it(home, tmp_path):
+    a, b = tmp_path / "a.hdf5", tmp_path / "b.hdf5"
+    for path in (a, b):
+        proc = run_cli("data", "make", "pendulum-random", "--size", "1000", "--seed", "3", "--out", str(path), env_home=home)
+        assert proc.returncode == 0, proc.stderr
+    assert a.read_bytes() == b.read_bytes()
+    other = tmp_path / "c.hdf5"
+    assert run_cli("data", "make", "pendulum-random", "--size", "1000", "--seed", "4", "--out", str(other), env_home=home).returncode == 0
+    assert other.read_bytes() != a.read_bytes()
+    info = run_cli("data", "info", str(a), env_home=home)
+    assert info.returncode == 0, info.stderr
+    assert "1000" in info.stdout and "Pendulum-v1" in info.stdout
+    png = tmp_path / "returns.png"
+    plot = run_cli("data", "plot", str(a), "--out", str(png), env_home=home)
+    assert plot.returncode == 0, plot.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -5,7 +5,7 @@
     offrl eval CHECKPOINT [--episodes N]
     offrl algos
     offrl zoo train ENV [--env-steps N]
-    offrl data list | info NAME_OR_PATH | plot NAME_OR_PATH [--out PNG]
+    offrl data list | make NAME [--seed S] [--size N] | info NAME_OR_PATH | plot NAME_OR_PATH [--out PNG]
 
 Options of ``train`` come from typed dataclasses through tyro, so ``offrl train iql --help`` lists
 every field of IQL's ``Config`` with its docstring.
@@ -28,7 +28,7 @@ COMMANDS = {
     "eval": "evaluate a checkpoint in its environment",
     "algos": "list the algorithms",
     "zoo": "train behaviour policies online with SAC (`offrl zoo train ENV`)",
-    "data": "datasets: `offrl data list`, `offrl data info NAME`, `offrl data plot NAME`",
+    "data": "datasets: `offrl data list | make NAME | info NAME | plot NAME`",
 }
 
 
@@ -102,18 +102,51 @@ def cmd_data(argv: list[str]) -> int:
     from offrl.data.registry import dataset_path, list_datasets
 
     sub = argv[0] if argv else "list"
+    if sub == "make":
+        return _data_make(argv[1:])
     if sub in ("info", "plot"):
         from offrl.data.inspect import cli_info, cli_plot
 
         return (cli_info if sub == "info" else cli_plot)(argv[1:])
     if sub != "list":
-        raise UsageError(f"unknown data command {sub!r}; valid: list, info, plot")
+        raise UsageError(f"unknown data command {sub!r}; valid: list, make, info, plot")
     table = Table(title="built-in datasets (made locally on first use)")
     for col in ("name", "on disk", "description"):
         table.add_column(col)
     for name, description in list_datasets().items():
         table.add_row(name, "yes" if dataset_path(name).exists() else "no", description)
     Console().print(table)
+    return 0
+
+
+@dataclass
+class DataMakeArgs:
+    """Generate a built-in dataset locally and write it (atomically) as D4RL-layout HDF5."""
+
+    name: tyro.conf.Positional[str]
+    """Dataset name (see `offrl data list`)."""
+    seed: int = 0
+    """Generator seed: the same name and seed give the same file."""
+    size: Optional[int] = None
+    """Transitions (default: the dataset's own size)."""
+    out: Optional[str] = None
+    """Output file (.hdf5 or .npz; default: the cache folder $OFFRL_HOME/datasets)."""
+
+
+def _data_make(argv: list[str]) -> int:
+    import time
+
+    from rich.console import Console
+
+    from offrl.data import Dataset
+    from offrl.data.registry import make_dataset
+
+    args = tyro.cli(DataMakeArgs, args=argv, prog="offrl data make")
+    t0 = time.perf_counter()
+    path = make_dataset(args.name, seed=args.seed, size=args.size, out=args.out)
+    dataset = Dataset.load(path)
+    Console().print(f"wrote {path}: {dataset.num_transitions:,} transitions, {dataset.num_episodes:,} episodes "
+                    f"in {time.perf_counter() - t0:.1f} s")
     return 0
 
 

@@ -144,3 +144,25 @@ def load_dataset(name_or_path: str | os.PathLike, *, seed: int = 0, regenerate: 
     cache.parent.mkdir(parents=True, exist_ok=True)
     dataset.save_hdf5(cache)
     return dataset
+
+
+def make_dataset(name: str, *, seed: int = 0, size: int | None = None, out: str | os.PathLike | None = None) -> Path:
+    """Generate a registered dataset and write it atomically; returns the file's path.
+
+    Without ``out`` the file goes to the cache (:func:`dataset_path`), with ``-nSIZE`` added to its
+    name when ``size`` is not the default, so later loads of the default size are not affected.
+    """
+    _ensure_builtins()
+    if name not in _REGISTRY:
+        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    if size is not None and size < 1:
+        raise DatasetError(f"size must be a positive number of transitions, got {size}")
+    path = Path(out).expanduser() if out is not None else dataset_path(name, seed)
+    if out is None and size is not None:
+        path = path.with_name(f"{path.stem}-n{size}{path.suffix}")
+    maker, _ = _REGISTRY[name]
+    dataset = maker(seed=int(seed), size=size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".npz":
+        return dataset.save_npz(path)
+    return dataset.save_hdf5(path)
