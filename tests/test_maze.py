@@ -180,3 +180,15 @@ def test_maze_datasets_are_built_in(scratch_registry):
     assert ds.info.env_kwargs["reward_type"] == "dense"
     with pytest.raises(Exception, match="already registered"):
         M.register_maze_datasets(registry.register_dataset)  # names are unique
+
+
+def test_maze_plot_shows_positions_on_the_map(tmp_path):
+    import matplotlib.image as mpimg
+
+    from offrl.data.inspect import plot_returns
+
+    ds = M.generate_maze("umaze", "stitch", seed=0, size=500)
+    assert M.maze_of_env_id(ds.info.env_id) == "umaze" and M.maze_of_env_id("Pendulum-v1") is None
+    path = plot_returns(ds, tmp_path / "maze.png")
+    height, width = mpimg.imread(path).shape[:2]
+    assert width > 2 * height  # two panels side by side: returns and the visited positions

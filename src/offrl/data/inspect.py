@@ -80,7 +80,8 @@ def dataset_summary(dataset: Dataset) -> dict[str, Any]:
 
 
 def plot_returns(dataset: Dataset, path: str | os.PathLike, *, bins: int | None = None) -> Path:
-    """Write a histogram of the episode returns to ``path`` (PNG, matplotlib Agg canvas).
+    """Write a histogram of the episode returns to ``path`` (PNG, matplotlib Agg canvas); for the
+    PointMaze datasets, also the visited positions on the maze map.
 
     Dashed vertical lines mark ``ref_min_score`` (random) and ``ref_max_score`` (expert) when
     known, a solid one the mean return. Returns the path written.
@@ -91,9 +92,16 @@ def plot_returns(dataset: Dataset, path: str | os.PathLike, *, bins: int | None 
     returns = dataset.episode_returns()
     if bins is None:
         bins = int(np.clip(np.sqrt(len(returns)), 10, 50))
-    fig = Figure(figsize=(7, 4), dpi=110)
+    maze = None
+    if dataset.info.env_id and dataset.info.env_id.startswith("offrl/PointMaze"):
+        from offrl.envs.maze import draw_positions, maze_of_env_id  # lazy: data does not import envs at load
+
+        maze = maze_of_env_id(dataset.info.env_id)
+    fig = Figure(figsize=(13, 4.6) if maze else (7, 4), dpi=110)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    ax = fig.add_subplot(1, 2, 1) if maze else fig.add_subplot()
+    if maze:  # mazes: the visited positions on the maze map beside the returns
+        draw_positions(fig.add_subplot(1, 2, 2), dataset, maze)
     ax.hist(returns, bins=bins, color="tab:blue", alpha=0.75, edgecolor="white")
     ax.axvline(returns.mean(), color="black", lw=1.5, label=f"mean {returns.mean():.1f}")
     info = dataset.info

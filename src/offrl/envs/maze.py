@@ -769,3 +769,32 @@ def register_maze_datasets(register: Callable[[str, Callable[..., Dataset], str]
     """Call ``register(name, maker, description)`` for every maze dataset."""
     for name, (maker, description) in MAZE_DATASETS.items():
         register(name, maker, description)
+
+
+def maze_of_env_id(env_id: str | None) -> str | None:
+    """The maze name of one of offrl's PointMaze env ids, or None for any other env."""
+    return next((name for name, spec in MAZES.items() if spec.env_id == env_id), None)
+
+
+def draw_positions(ax, dataset: Dataset, maze: str, max_points: int = 50_000) -> None:
+    """Draw the maze walls, the visited (x, y) positions of ``dataset``, and the evaluation start/goal."""
+    from matplotlib.patches import Rectangle
+
+    spec = _spec(maze)
+    planner = _planner(maze)
+    for r, row in enumerate(planner.maze_map):
+        for c, wall in enumerate(row):
+            if wall:
+                x, y = planner.cell_center((r, c))
+                ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1.0, 1.0, color="0.35"))
+    xy = dataset.observations[:, :2]
+    if len(xy) > max_points:  # an even subsample keeps the picture and the file small
+        xy = xy[np.linspace(0, len(xy) - 1, max_points).astype(int)]
+    ax.scatter(xy[:, 0], xy[:, 1], s=1, alpha=0.15, color="tab:blue", rasterized=True)
+    for cell, colour, label in ((spec.start_cell, "tab:green", "eval start"), (spec.goal_cell, "tab:red", "eval goal")):
+        x, y = planner.cell_center(cell)
+        ax.scatter([x], [y], s=120, marker="*", color=colour, edgecolor="black", zorder=3, label=label)
+    ax.set_aspect("equal")
+    ax.autoscale_view()
+    ax.set_title(f"visited positions ({len(dataset.observations):,} transitions)")
+    ax.legend(fontsize="small", loc="upper right")
