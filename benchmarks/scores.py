@@ -58,8 +58,11 @@ def main() -> int:
             result = offrl.fit(algo.config_cls(), dataset, steps=args.steps, seeds=args.seeds, eval_episodes=args.episodes,
                                run_dir=out_dir / "runs" / f"{stem}-{name}-{dataset}", progress=False, plot=True)
             scores = np.array([r["normalized_score"] for r in result.final_eval])
+            success = [r["success_rate"] for r in result.final_eval if r.get("success_rate") is not None]
             rows.append(dict(dataset=dataset, algo=name, score_mean=float(scores.mean()), score_std=float(scores.std()),
-                             per_seed=[round(float(s), 2) for s in scores], seconds=round(time.perf_counter() - t0, 1)))
+                             per_seed=[round(float(s), 2) for s in scores],
+                             success_rate=round(float(np.mean(success)), 3) if success else None,
+                             seconds=round(time.perf_counter() - t0, 1)))
             print(f"{dataset:>18} {name:>6}: {scores.mean():6.1f} ± {scores.std():4.1f}  ({rows[-1]['seconds']} s)", file=sys.stderr)
 
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
@@ -78,6 +81,13 @@ def main() -> int:
     for dataset in datasets:
         cells = [f"{r['score_mean']:.1f} ± {r['score_std']:.1f}" for a in algos for r in rows if r["algo"] == a and r["dataset"] == dataset]
         lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
+    if any(r["success_rate"] is not None for r in rows):
+        lines += ["", "Success rate (mean over seeds and episodes):", "",
+                  "| dataset | " + " | ".join(algos) + " |", "|---|" + "---|" * len(algos)]
+        for dataset in datasets:
+            cells = [f"{r['success_rate']:.2f}" if r["success_rate"] is not None else "–"
+                     for a in algos for r in rows if r["algo"] == a and r["dataset"] == dataset]
+            lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
     lines += ["", "Per-seed scores and wall time: see the CSV beside this file; run folders under `runs/`."]
     (out_dir / f"{stem}.md").write_text("\n".join(lines) + "\n")
     (out_dir / f"{stem}.json").write_text(json.dumps(dict(command=command, commit=git_commit(), budget=budget, rows=rows), indent=2))
