@@ -55,9 +55,11 @@ def test_eval_checkpoint(trained_run, home):
 def test_resume_of_a_finished_run_changes_nothing(trained_run, home):
     run_dir, _ = trained_run
     before = (run_dir / "checkpoint.msgpack").read_bytes()
+    evals_before = (run_dir / "eval.jsonl").read_text()
     proc = run_cli("train", "--resume", str(run_dir), "--no-progress", env_home=home)
     assert proc.returncode == 0, proc.stderr
     assert (run_dir / "checkpoint.msgpack").read_bytes() == before
+    assert (run_dir / "eval.jsonl").read_text() == evals_before  # no second final evaluation
 
 
 def test_algos_lists_each_with_description(home):

@@ -31,7 +31,7 @@ from offrl.algos import DataSpec, algo_for_config, get_algo
 from offrl.algos.registry import Algo
 from offrl.checkpoint import FILENAME, CheckpointError, load_checkpoint, save_checkpoint
 from offrl.data import Dataset, Transforms, fit_transforms, to_device
-from offrl.logger import RunLogger, plot_run
+from offrl.logger import RunLogger, plot_run, read_jsonl
 
 
 # ----------------------------------------------------------------------------- configs as JSON
@@ -309,7 +309,8 @@ def fit(
                 checkpoint(step)
                 next_ckpt = (step // checkpoint_interval + 1) * checkpoint_interval
             bar.update(step, n / dt, last_score)
-        if evaluate_at_end and policy is not None:
+        done_before = meta_prev is not None and any(r.get("step") == steps for r in read_jsonl(run_dir / "eval.jsonl"))
+        if evaluate_at_end and policy is not None and not done_before:  # a finished run resumed: no second final row
             final_eval = run_eval(step)
             last_score = _headline(_summarise_eval(final_eval, step))
             bar.update(step, None, last_score)
