@@ -184,3 +184,16 @@ def test_samplers_compose_with_vmap(data):
     batch = jax.jit(jax.vmap(partial(sample_nstep, data, batch_size=8, n=3, discount=0.99)))(keys)
     assert batch.rewards.shape == (3, 8)
     assert not np.array_equal(batch.observations[0], batch.observations[1])
+
+
+def test_extras_travel_with_their_transition(dataset):
+    """Per-transition extras are gathered with the same indices as the transition they belong to."""
+    n = dataset.num_transitions
+    arrays = fit_transforms(dataset, normalize_observations=False, reward_scaling="none").apply(dataset)
+    data = to_device(arrays, dataset, {"index": np.arange(n, dtype=np.float32)})
+    key = jax.random.PRNGKey(3)
+    for batch in (sample_uniform(data, key, 256, DISCOUNT), sample_nstep(data, key, 256, 3, DISCOUNT)):
+        np.testing.assert_array_equal(np.asarray(batch.extras["index"]).astype(int), sampled_index(batch.observations))
+    assert sample_uniform(to_device(arrays, dataset), key, 8, DISCOUNT).extras == {}
+    with pytest.raises(ValueError, match="extras"):
+        to_device(arrays, dataset, {"index": np.arange(n - 1)})

@@ -228,6 +228,8 @@ def fit(
     if not isinstance(dataset, Dataset):
         dataset = load_dataset(dataset)
 
+    if algo.prepare_dataset is not None:
+        dataset = algo.prepare_dataset(algo_config, dataset)
     if meta_prev is not None:
         transforms = Transforms.from_dict(meta_prev["transforms"])
     else:
@@ -236,7 +238,9 @@ def fit(
             normalize_observations=algo.normalize_observations if normalize_observations is None else normalize_observations,
             reward_scaling=algo.reward_scaling if reward_scaling is None else reward_scaling,
         )
-    data = to_device(transforms.apply(dataset), dataset)
+    arrays = transforms.apply(dataset)
+    extras = algo.device_extras(algo_config, arrays, dataset) if algo.device_extras is not None else None
+    data = to_device(arrays, dataset, extras)
     spec = DataSpec(obs_dim=dataset.obs_dim, action_dim=dataset.act_dim)
 
     states, train_keys = init_agents(algo, algo_config, spec, seed, seeds, steps)

@@ -36,6 +36,12 @@ class Algo:
     ``update(config, state, batch, key) -> (state, metrics)`` (pure; scalars in ``metrics``);
     ``act(config, state, observations, key, deterministic) -> actions`` in the unit box [-1, 1].
     ``normalize_observations`` and ``reward_scaling`` are the paper's preprocessing defaults.
+
+    Optional data hooks, both host-side numpy run once before training:
+    ``prepare_dataset(config, dataset) -> dataset`` replaces the dataset before the transforms are
+    fitted (e.g. keep only the best trajectories); ``device_extras(config, arrays, dataset) -> dict``
+    returns per-transition arrays (computed from the transformed ``arrays``) that go on the device as
+    ``DeviceData.extras`` and reach ``update`` as ``batch.extras`` (e.g. Monte-Carlo returns).
     """
 
     name: str
@@ -48,6 +54,8 @@ class Algo:
     normalize_observations: bool = False
     reward_scaling: str = "none"
     q_value: Callable | None = None
+    prepare_dataset: Callable | None = None
+    device_extras: Callable | None = None
 
 
 _REGISTRY: dict[str, Algo] = {}

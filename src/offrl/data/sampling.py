@@ -35,6 +35,7 @@ class Batch:
     next_observations: jax.Array  # [B, obs_dim]
     terminals: jax.Array  # [B]
     discounts: jax.Array  # [B]
+    extras: dict = struct.field(default_factory=dict)  # per-transition arrays an algorithm added (DeviceData.extras)
 
 
 @struct.dataclass
@@ -67,6 +68,7 @@ class DeviceData:
     episode_end_index: jax.Array  # [N] int32, last transition of the episode
     episode_start_index: jax.Array  # [N] int32, first transition of the episode
     returns_to_go: jax.Array  # [N] float32, undiscounted reward sum from t to the episode end
+    extras: dict = struct.field(default_factory=dict)  # name -> [N, ...] arrays from Algo.device_extras
 
     @property
     def size(self) -> int:
@@ -77,11 +79,14 @@ class DeviceData:
 _DEVICE_KEYS = ("observations", "actions", "rewards", "next_observations", "terminals")
 
 
-def to_device(arrays: Mapping[str, np.ndarray], dataset: Dataset) -> DeviceData:
+def to_device(arrays: Mapping[str, np.ndarray], dataset: Dataset,
+              extras: Mapping[str, np.ndarray] | None = None) -> DeviceData:
     """Build `DeviceData` from transformed `arrays` (e.g. `Transforms.apply(dataset)`).
 
     The episode boundaries come from `dataset`; `arrays` must hold one row per transition of it.
-    Returns-to-go are computed from ``arrays["rewards"]`` (i.e. after reward scaling).
+    Returns-to-go are computed from ``arrays["rewards"]`` (i.e. after reward scaling). ``extras``
+    are further per-transition arrays (one row per transition) that samplers gather into
+    ``Batch.extras`` under the same names.
     """
     n = dataset.num_transitions
     missing = [k for k in _DEVICE_KEYS if k not in arrays]
@@ -91,6 +96,9 @@ def to_device(arrays: Mapping[str, np.ndarray], dataset: Dataset) -> DeviceData:
         if len(arrays[key]) != n:
             raise ValueError(f"to_device: arrays[{key!r}] has {len(arrays[key])} rows but the "
                              f"dataset has {n} transitions")
+    for key, value in (extras or {}).items():
+        if len(value) != n:
+            raise ValueError(f"to_device: extras[{key!r}] has {len(value)} rows but the dataset has {n} transitions")
     if n >= np.iinfo(np.int32).max:
         raise ValueError(f"to_device: {n} transitions exceed the int32 index range")
 
@@ -112,6 +120,7 @@ def to_device(arrays: Mapping[str, np.ndarray], dataset: Dataset) -> DeviceData:
         episode_end_index=jnp.asarray(end_index.astype(np.int32)),
         episode_start_index=jnp.asarray(dataset.episode_start_index.astype(np.int32)),
         returns_to_go=f32(returns_to_go),
+        extras={k: jnp.asarray(v) for k, v in (extras or {}).items()},
     )
 
 
@@ -130,6 +139,7 @@ def sample_uniform(data: DeviceData, key: jax.Array, batch_size: int,
         next_observations=data.next_observations[idx],
         terminals=data.terminals[idx],
         discounts=jnp.full((batch_size,), discount, dtype=jnp.float32),
+        extras={k: v[idx] for k, v in data.extras.items()},
     )
 
 
@@ -155,6 +165,7 @@ def sample_nstep(data: DeviceData, key: jax.Array, batch_size: int, n: int,
         next_observations=data.next_observations[last],
         terminals=data.terminals[last],
         discounts=jnp.asarray(discount, jnp.float32) ** k.astype(jnp.float32),
+        extras={k_: v[idx] for k_, v in data.extras.items()},
     )
 
 
