@@ -29,6 +29,21 @@ The defaults are sized for a 2-core machine without GPU and about 2 hours per en
 
 Everything can be overridden on the command line; an environment without an entry needs
 ``--env-steps``.
+
+Shipping a run's policies: ``offrl zoo export RUN_DIR``
+-------------------------------------------------------
+Picks, from the snapshots of a training run, the policies that ship in ``offrl/envs/zoo/ENV/``
+(see :mod:`offrl.envs.policies`), re-evaluating candidates on ``--episodes`` (100) episodes of the
+deterministic policy (reset seeds ``REFERENCE_SEED + j``):
+
+* ``expert``: the best of the ``--expert-candidates`` (3) snapshots with the highest training-time
+  evaluation return;
+* the uniform random policy's mean return: with the expert's, the normalisation references
+  (``references.json``);
+* ``medium``: among the snapshots before the expert whose training-time return is within 0.15-0.55
+  of the normalised scale, the one whose 100-episode score is closest to ``--medium-target`` (1/3),
+  required to land in 0.25-0.45;
+* ``series-KK``: up to ``--series`` (5) snapshots spread evenly over training before the medium one.
 """
 
 from __future__ import annotations
@@ -138,20 +153,149 @@ def _print_snapshots(result) -> None:
     Console().print(table)
 
 
+REFERENCE_SEED = 0
+MEDIUM_RANGE = (0.25, 0.45)
+
+
+@dataclass
+class ZooExportArgs:
+    """Pick the expert, medium and series policies of a zoo run and write them with JSON cards."""
+
+    run_dir: tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="RUN_DIR")]]
+    """Run folder of `offrl zoo train` (holds policy-*.msgpack snapshots with their cards)."""
+    out: Optional[str] = None
+    """Destination folder (default: the package's offrl/envs/zoo/ENV)."""
+    episodes: int = 100
+    """Evaluation episodes per candidate policy and for the random reference."""
+    expert_candidates: int = 3
+    """How many of the best snapshots (by their training-time evaluation) compete for expert."""
+    medium_target: float = 1 / 3
+    """Normalised score the medium snapshot should be closest to."""
+    series: int = 5
+    """Snapshots from early training up to medium to ship as series-KK."""
+
+
+def _evaluate_policy(env_id: str, act, episodes: int) -> dict:
+    import numpy as np
+
+    from offrl.envs import make_env
+    from offrl.evaluate import evaluate
+
+    probe = make_env(env_id)
+    low, high = np.asarray(probe.action_space.low, np.float64), np.asarray(probe.action_space.high, np.float64)
+    probe.close()
+
+    def policy(obs):
+        unit = act(obs.reshape(-1, obs.shape[-1]))
+        return (low + (np.asarray(unit, np.float64) + 1.0) * 0.5 * (high - low)).reshape(obs.shape[:-1] + (-1,))
+
+    res = evaluate(policy, env_id, episodes=episodes, seed=REFERENCE_SEED)[0]
+    return {"return_mean": res["return_mean"], "return_std": res["return_std"], "eval_episodes": episodes,
+            "eval_seed": REFERENCE_SEED, "eval_policy": "deterministic"}
+
+
+def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, episodes: int = 100,
+               expert_candidates: int = 3, medium_target: float = 1 / 3, series: int = 5, log=print) -> Path:
+    """Select and write a run's expert, medium and series policies (see the module docstring)."""
+    import json
+
+    import jax
+    import numpy as np
+
+    from offrl import __version__
+    from offrl.checkpoint import load_checkpoint
+    from offrl.envs.policies import ZOO_DIR, ZooPolicy, params_to_layers, save_zoo_policy
+
+    run_dir = Path(run_dir)
+    cards = sorted((json.loads(p.read_text()) for p in run_dir.glob("policy-*.json")), key=lambda c: c["env_steps"])
+    if len(cards) < 3:
+        raise ValueError(f"{run_dir} holds {len(cards)} policy snapshots; export needs at least 3 (expert, medium, a series)")
+    env_id = cards[0]["env"]
+    out = Path(out) if out else ZOO_DIR / env_id
+
+    def params(card):
+        state, _, _ = load_checkpoint(run_dir / card["policy_file"])
+        return jax.tree.map(lambda x: np.asarray(x)[0], state["actor"]["params"])
+
+    def evaluate_card(card):
+        policy = ZooPolicy(params_to_layers(params(card)), card)
+        result = _evaluate_policy(env_id, policy.act, episodes)
+        log(f"  {card['policy_file']}: {result['return_mean']:.1f} +- {result['return_std']:.1f} over {episodes} episodes")
+        return result
+
+    rng = np.random.default_rng(REFERENCE_SEED)
+    action_dim = len(params_to_layers(params(cards[0]))[-1][1]) // 2
+    log(f"{env_id}: uniform random policy")
+    random_ref = _evaluate_policy(env_id, lambda o: rng.uniform(-1, 1, size=(o.shape[0], action_dim)), episodes)
+    log(f"  random: {random_ref['return_mean']:.1f}")
+    log("expert candidates")
+    best = sorted(cards, key=lambda c: c["return_mean"], reverse=True)[:expert_candidates]
+    evaluated = {c["policy_file"]: evaluate_card(c) for c in best}
+    expert = max(best, key=lambda c: evaluated[c["policy_file"]]["return_mean"])
+    lo_ret, hi_ret = random_ref["return_mean"], evaluated[expert["policy_file"]]["return_mean"]
+
+    def norm(x):
+        return (x - lo_ret) / (hi_ret - lo_ret)
+
+    log("medium candidates")
+    early = [c for c in cards if c["env_steps"] < expert["env_steps"] and 0.15 <= norm(c["return_mean"]) <= 0.55]
+    for c in early:
+        if c["policy_file"] not in evaluated:
+            evaluated[c["policy_file"]] = evaluate_card(c)
+    inside = [c for c in early if MEDIUM_RANGE[0] <= norm(evaluated[c["policy_file"]]["return_mean"]) <= MEDIUM_RANGE[1]]
+    if not inside:
+        scores = ", ".join(f"{c['policy_file']}: {norm(c['return_mean']):.2f}" for c in cards)
+        raise ValueError(f"no snapshot scores {MEDIUM_RANGE[0]}-{MEDIUM_RANGE[1]} of the expert on the normalised "
+                         f"scale (training-time scores: {scores}); train with more frequent snapshots (--snapshot-every)")
+    medium = min(inside, key=lambda c: abs(norm(evaluated[c["policy_file"]]["return_mean"]) - medium_target))
+    before = [c for c in cards if c["env_steps"] < medium["env_steps"]]
+    picks = [before[int(round(i))] for i in np.linspace(0, len(before) - 1, min(series, len(before)))] if before else []
+    picks = list({c["policy_file"]: c for c in picks}.values())
+    log("series")
+    for c in picks:
+        if c["policy_file"] not in evaluated:
+            evaluated[c["policy_file"]] = evaluate_card(c)
+
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in list(out.glob("*.msgpack")) + list(out.glob("*.json")):
+        stale.unlink()
+    roles = [("expert", expert), ("medium", medium)] + [(f"series-{k:02d}", c) for k, c in enumerate(picks)]
+    for role, card in roles:
+        result = evaluated[card["policy_file"]]
+        ship = {"role": role, "env": env_id, "env_steps": card["env_steps"], "updates": card["updates"],
+                "seed": card["seed"], "algo": card["algo"], "source_run": str(run_dir.name), "policy_file": f"{role}.msgpack",
+                "normalized_score": float(100 * norm(result["return_mean"])), "offrl_version": __version__,
+                "policy": "tanh-Gaussian MLP (offrl.nets.TanhGaussianActor) on raw observations", **result}
+        save_zoo_policy(out / f"{role}.msgpack", params(card), ship)
+    refs = {"env": env_id, "random": random_ref, "expert": {**evaluated[expert["policy_file"]], "policy_file": "expert.msgpack"},
+            "offrl_version": __version__}
+    (out / "references.json").write_text(json.dumps(refs, indent=2, sort_keys=True) + "\n")
+    log(f"wrote {len(roles)} policies and references.json to {out}")
+    return out
+
+
+def _export(argv: list[str]) -> int:
+    args = tyro.cli(ZooExportArgs, args=argv, prog="offrl zoo export")
+    export_run(args.run_dir, args.out, episodes=args.episodes, expert_candidates=args.expert_candidates,
+               medium_target=args.medium_target, series=args.series)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """``offrl zoo train ENV ...``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip().split("\n\n")[0])
-        print("\ncommands:\n  train   train a SAC behaviour policy online (`offrl zoo train ENV --help`)")
+        print("\ncommands:\n  train   train a SAC behaviour policy online (`offrl zoo train ENV --help`)"
+              "\n  export  ship a run's expert/medium/series policies (`offrl zoo export RUN_DIR --help`)")
         return 0
-    if argv[0] != "train":
-        print(f"offrl zoo: error: unknown zoo command {argv[0]!r}; valid: train", file=sys.stderr)
+    if argv[0] not in ("train", "export"):
+        print(f"offrl zoo: error: unknown zoo command {argv[0]!r}; valid: train, export", file=sys.stderr)
         return 2
     try:
-        return _train(argv[1:])
+        return (_train if argv[0] == "train" else _export)(argv[1:])
     except ValueError as exc:  # unknown env ids, bad settings: one line, no traceback
-        print(f"offrl zoo train: error: {exc}", file=sys.stderr)
+        print(f"offrl zoo {argv[0]}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the snapshots saved so far are in the run folder", file=sys.stderr)

@@ -33,7 +33,9 @@ def _ensure_builtins() -> None:
         return
     from offrl.envs.builtin import BUILTIN_DATASETS  # lazy: avoids a data -> envs import cycle
 
+    from offrl.envs.discrete import register_discrete_datasets
     from offrl.envs.gridworld import register_gridworld_datasets
+    from offrl.envs.locomotion import register_locomotion_datasets
     from offrl.envs.maze import register_maze_datasets
 
     for name, (maker, description) in BUILTIN_DATASETS.items():
@@ -43,7 +45,9 @@ def _ensure_builtins() -> None:
         _REGISTRY.setdefault(name, (maker, description))
 
     register_maze_datasets(add)
+    register_discrete_datasets(add)
     register_gridworld_datasets(add)
+    register_locomotion_datasets(add)
     _BUILTINS_LOADED = True
 
 
