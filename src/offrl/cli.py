@@ -4,7 +4,8 @@
     offrl train --resume RUN_DIR
     offrl eval CHECKPOINT [--episodes N]
     offrl algos
-    offrl zoo train ENV [--env-steps N]
+    offrl zoo train ENV [--env-steps N] | export RUN_DIR
+    offrl bench SUITE [--algos A,B] [--seeds N] [--steps N] [--datasets D1,D2] [--peer NAME]
     offrl data list | make NAME [--seed S] [--size N] | info NAME_OR_PATH | plot NAME_OR_PATH [--out PNG]
 
 Options of ``train`` come from typed dataclasses through tyro, so ``offrl train iql --help`` lists
@@ -27,7 +28,8 @@ COMMANDS = {
     "train": "train an algorithm on a dataset (default: iql on the built-in pendulum-mixed data)",
     "eval": "evaluate a checkpoint in its environment",
     "algos": "list the algorithms",
-    "zoo": "train behaviour policies online with SAC (`offrl zoo train ENV`)",
+    "zoo": "behaviour policies: `offrl zoo train ENV` (online SAC), `offrl zoo export RUN_DIR`",
+    "bench": "train algorithms on a benchmark suite, write a score table (`offrl bench SUITE --algos A,B`)",
     "data": "datasets: `offrl data list | make NAME | info NAME | plot NAME`",
 }
 
@@ -287,6 +289,12 @@ def cmd_zoo(argv: list[str]) -> int:
     return zoo_main(argv)
 
 
+def cmd_bench(argv: list[str]) -> int:
+    from offrl.bench import main as bench_main
+
+    return bench_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -296,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<7} {text}")
         return 0
     command, rest = argv[0], argv[1:]
-    handlers = {"train": cmd_train, "eval": cmd_eval, "algos": cmd_algos, "data": cmd_data, "zoo": cmd_zoo}
+    handlers = {"train": cmd_train, "eval": cmd_eval, "algos": cmd_algos, "data": cmd_data, "zoo": cmd_zoo, "bench": cmd_bench}
     try:
         if command not in handlers:
             raise UsageError(f"unknown command {command!r}; valid commands: {', '.join(handlers)}")

@@ -1,0 +1,293 @@
+"""``offrl bench SUITE``: train algorithms on every dataset of a suite and tabulate normalised scores.
+
+    offrl bench locomotion-cpu --algos bc,td3bc,iql --seeds 3
+    offrl bench locomotion-cpu --algos bcq --datasets hopper-medium-replay --steps 50000 --seeds 2
+    offrl bench locomotion-cpu --algos iql --peer NAME      # also a peer library's row (see below)
+
+Every algorithm trains ``seeds`` agents in one compiled call (``offrl.fit``) with its paper defaults
+on every dataset of the suite, is evaluated at the end over ``episodes`` episodes per seed, and
+appends one **row** per (dataset, algorithm) to ``RESULTS/SUITE/rows.jsonl``: scores per seed,
+mean ± std, success rate where the env reports one, wall time, and the budget it ran with
+(datasets, seeds, updates, episodes), the command and the commit. The **table** (Markdown, CSV and
+a bar chart PNG beside the rows) shows the latest row of each (dataset, algorithm, library, budget),
+so runs made at different times and with different budgets sit side by side, each labelled with its
+budget. A row that already exists for the same budget is kept and not run again unless ``--rerun``.
+
+Tiers: ``locomotion`` and ``maze`` are the full-size rows (1M updates: for GPU machines);
+``locomotion-cpu`` and ``maze-cpu`` are sized so one IQL-cost algorithm's 3-seed row takes about an
+hour on a 2-core CPU (3 datasets x 100k updates x 3 seeds; seeds share one compiled call).
+Heavier algorithms cut the budget with ``--datasets``, ``--seeds`` and ``--steps``.
+
+Peers: ``--peer NAME`` runs another library's implementation of the same algorithm on the same
+dataset files, seeds, update budget and evaluation protocol. It calls ``PYTHON
+benchmarks/peers/NAME.py --job JOB.json --out RESULT.json`` (PYTHON: ``--peer-python``, default
+``.venv-NAME/bin/python``), a script kept outside the package with its own environment. The job
+holds the dataset file, env id, algorithm name, steps, seeds, episodes and reference scores; the
+result holds ``per_seed`` normalised scores (and optionally ``success_rate``, ``library_version``).
+The peer's row is stored once like any other, so later comparisons reuse it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import tyro
+
+
+@dataclass(frozen=True)
+class Suite:
+    datasets: tuple[str, ...]
+    steps: int
+    seeds: int
+    episodes: int
+    note: str
+
+
+_LOCO = tuple(f"{env}-{kind}" for env in ("hopper", "halfcheetah", "walker2d") for kind in ("medium", "medium-replay", "medium-expert"))
+SUITES: dict[str, Suite] = {
+    "locomotion": Suite(_LOCO, 1_000_000, 3, 10, "the 9 D4RL-style locomotion datasets, 1M updates (GPU tier)"),
+    "locomotion-cpu": Suite(("hopper-medium-replay", "halfcheetah-medium", "walker2d-medium-expert"), 100_000, 3, 10,
+                            "3 locomotion datasets, 100k updates (CPU tier: about an hour per IQL-cost row on 2 cores)"),
+    "maze": Suite(tuple(f"maze-{m}-{r}" for r in ("sparse", "dense") for m in ("umaze", "medium", "large")), 1_000_000, 3, 10,
+                  "the 6 maze2d-style datasets, 1M updates (GPU tier)"),
+    "maze-cpu": Suite(("maze-umaze-sparse", "maze-medium-sparse", "maze-large-sparse"), 100_000, 3, 10,
+                      "3 sparse-reward mazes, 100k updates (CPU tier)"),
+}
+
+
+@dataclass
+class BenchArgs:
+    """Train algorithms on every dataset of a suite; write a table of normalised scores."""
+
+    suite: tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="SUITE")]]
+    """Suite name: locomotion, locomotion-cpu, maze, maze-cpu."""
+    algos: str = "bc,td3bc,iql"
+    """Comma-separated registered algorithm names (see `offrl algos`)."""
+    datasets: Optional[str] = None
+    """Comma-separated subset of datasets (default: the suite's), part of the stored budget."""
+    seeds: Optional[int] = None
+    """Seeds per row, trained in one compiled call (default: the suite's)."""
+    steps: Optional[int] = None
+    """Gradient updates per seed (default: the suite's)."""
+    episodes: Optional[int] = None
+    """Evaluation episodes per seed at the end (default: the suite's)."""
+    peer: Optional[str] = None
+    """Also run peer NAME's implementation (benchmarks/peers/NAME.py) on the same files and budget."""
+    peer_python: Optional[str] = None
+    """Python of the peer's environment (default: .venv-NAME/bin/python)."""
+    peer_seeds: int = 1
+    """Seeds of the peer's rows (peers train one seed per process; usually slower)."""
+    results: str = "benchmarks/results/bench"
+    """Folder of the row store and tables (SUITE/ below it)."""
+    rerun: bool = False
+    """Run rows again even if a row with the same budget is stored."""
+    progress: bool = True
+    """Show training progress."""
+
+
+def git_commit() -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], capture_output=True, text=True).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def budget_key(row: dict) -> tuple:
+    return (row["dataset"], row["algo"], row["library"], row["seeds"], row["steps"], row["episodes"])
+
+
+def read_rows(folder: Path) -> list[dict]:
+    path = folder / "rows.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def append_row(folder: Path, row: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "rows.jsonl").open("a") as f:  # one line per row: a killed bench keeps the rows it finished
+        f.write(json.dumps(row, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def summarise(per_seed: list[float]) -> tuple[float, float]:
+    scores = np.asarray(per_seed, np.float64)
+    return float(scores.mean()), float(scores.std())
+
+
+def run_ours(algo_name: str, dataset: str, seeds: int, steps: int, episodes: int, run_dir: Path, progress: bool) -> dict:
+    import offrl
+    from offrl.algos import get_algo
+
+    algo = get_algo(algo_name)
+    t0 = time.perf_counter()
+    result = offrl.fit(algo.config_cls(), dataset, steps=steps, seeds=seeds, eval_episodes=episodes,
+                       run_dir=run_dir, progress=progress, plot=True)
+    per_seed = [float(r["normalized_score"]) for r in result.final_eval]
+    success = [r["success_rate"] for r in result.final_eval if r.get("success_rate") is not None]
+    return {"per_seed": per_seed, "success_rate": float(np.mean(success)) if success else None,
+            "seconds": round(time.perf_counter() - t0, 1), "run_dir": str(run_dir), "library_version": offrl.__version__}
+
+
+def run_peer(peer: str, python: str, algo_name: str, dataset: str, seeds: int, steps: int, episodes: int, work: Path) -> dict:
+    from offrl.data import dataset_path, load_dataset
+
+    ds = load_dataset(dataset)  # makes and caches the file on first use: the peer reads the same bytes
+    script = Path("benchmarks") / "peers" / f"{peer}.py"
+    if not script.is_file():
+        raise ValueError(f"no peer runner {script} (run offrl bench from the repository root)")
+    if not Path(python).exists():
+        raise ValueError(f"peer python {python} not found; create the peer's environment (benchmarks/README.md) "
+                         "or pass --peer-python")
+    work.mkdir(parents=True, exist_ok=True)
+    job = {"algo": algo_name, "dataset": dataset, "dataset_file": str(dataset_path(dataset)), "env_id": ds.info.env_id,
+           "env_kwargs": ds.info.env_kwargs, "steps": steps, "seeds": list(range(seeds)), "episodes": episodes,
+           "ref_min_score": ds.info.ref_min_score, "ref_max_score": ds.info.ref_max_score}
+    (work / "job.json").write_text(json.dumps(job, indent=2))
+    t0 = time.perf_counter()
+    subprocess.run([python, str(script), "--job", str(work / "job.json"), "--out", str(work / "result.json")], check=True)
+    result = json.loads((work / "result.json").read_text())
+    return {"per_seed": [float(s) for s in result["per_seed"]], "success_rate": result.get("success_rate"),
+            "seconds": round(time.perf_counter() - t0, 1), "run_dir": str(work), "library_version": result.get("library_version")}
+
+
+def _steps(n: int) -> str:
+    return f"{n // 1000}k" if n % 1000 == 0 else f"{n:,}"
+
+
+def write_table(folder: Path, suite_name: str) -> Path:
+    """Markdown, CSV and PNG of the latest row per (dataset, algo, library, budget)."""
+    latest: dict[tuple, dict] = {}
+    for row in read_rows(folder):
+        latest[budget_key(row)] = row
+    rows = sorted(latest.values(), key=lambda r: (r["dataset"], r["library"] != "offrl", r["algo"], -r["steps"]))
+    columns = list(dict.fromkeys(f"{r['algo']}" + ("" if r["library"] == "offrl" else f" ({r['library']})") for r in rows))
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+
+    def label(r):
+        return r["algo"] + ("" if r["library"] == "offrl" else f" ({r['library']})")
+
+    with (folder / "table.csv").open("w", newline="") as f:
+        fields = ["dataset", "algo", "library", "score_mean", "score_std", "per_seed", "success_rate", "seeds", "steps",
+                  "episodes", "seconds", "commit", "date", "command"]
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**r, "per_seed": " ".join(f"{s:.2f}" for s in r["per_seed"])})
+    lines = [f"# `offrl bench {suite_name}`", "",
+             f"Suite: {SUITES[suite_name].note if suite_name in SUITES else suite_name}. Normalised score "
+             "100·(R − R_random)/(R_expert − R_random), mean ± std over seeds; each cell names its budget "
+             "(seeds × updates, evaluation episodes per seed). Rows, commands and commits: `rows.jsonl`, `table.csv`.", "",
+             "| dataset | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for d in datasets:
+        cells = []
+        for c in columns:
+            found = [r for r in rows if r["dataset"] == d and label(r) == c]
+            cells.append("<br>".join(f"{r['score_mean']:.1f} ± {r['score_std']:.1f} ({r['seeds']}×{_steps(r['steps'])}"
+                                     + (f", success {r['success_rate']:.2f}" if r.get("success_rate") is not None else "") + ")"
+                                     for r in found) or "–")
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    if len(datasets) > 1:
+        means = []
+        for c in columns:
+            found = {r["dataset"]: r["score_mean"] for r in rows if label(r) == c}
+            means.append(f"{np.mean(list(found.values())):.1f}" if len(found) == len(datasets) else "–")
+        lines.append("| **mean** | " + " | ".join(means) + " |")
+    (folder / "table.md").write_text("\n".join(lines) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2.0 + 1.2 * len(datasets) * max(len(columns), 1) / 2, 3.6))
+    width = 0.8 / max(len(columns), 1)
+    for i, c in enumerate(columns):
+        xs, ms, ss = [], [], []
+        for j, d in enumerate(datasets):
+            found = [r for r in rows if r["dataset"] == d and label(r) == c]
+            if found:
+                xs.append(j + i * width)
+                ms.append(found[0]["score_mean"])
+                ss.append(found[0]["score_std"])
+        ax.bar(xs, ms, width, yerr=ss, label=c, capsize=3)
+    ax.set_xticks(np.arange(len(datasets)) + width * (len(columns) - 1) / 2, datasets, fontsize=8)
+    ax.set_ylabel("normalised score")
+    ax.axhline(100, color="grey", lw=0.8, ls="--")
+    ax.legend(fontsize=8)
+    ax.set_title(f"offrl bench {suite_name}")
+    fig.tight_layout()
+    fig.savefig(folder / "table.png", dpi=110)
+    plt.close(fig)
+    return folder / "table.md"
+
+
+def bench(args: BenchArgs, argv: list[str]) -> Path:
+    from offrl.algos import get_algo
+    from offrl.data import list_datasets
+
+    if args.suite not in SUITES:
+        raise ValueError(f"unknown suite {args.suite!r}; valid suites: {', '.join(SUITES)}")
+    suite = SUITES[args.suite]
+    datasets = args.datasets.split(",") if args.datasets else list(suite.datasets)
+    known = list_datasets()
+    missing = [d for d in datasets if d not in known]
+    if missing:
+        raise ValueError(f"unknown datasets {missing}; see `offrl data list` (locomotion names need the zoo's policies)")
+    algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    for a in algos:
+        get_algo(a)  # unknown names fail here, before any training
+    seeds, steps = args.seeds or suite.seeds, args.steps or suite.steps
+    episodes = args.episodes or suite.episodes
+    folder = Path(args.results) / args.suite
+    stored = {budget_key(r) for r in read_rows(folder)}
+    command = "offrl bench " + " ".join(shlex.quote(a) for a in argv)
+    jobs = [(d, a, "offrl", seeds) for d in datasets for a in algos]
+    if args.peer:
+        jobs += [(d, a, args.peer, args.peer_seeds) for d in datasets for a in algos]
+    for dataset, algo, library, n_seeds in jobs:
+        key = (dataset, algo, library, n_seeds, steps, episodes)
+        if key in stored and not args.rerun:
+            print(f"{dataset} {algo} ({library}): stored row reused (--rerun to run it again)", file=sys.stderr)
+            continue
+        stem = f"{algo}-{dataset}-{library}-s{n_seeds}x{steps}"
+        if library == "offrl":
+            out = run_ours(algo, dataset, n_seeds, steps, episodes, folder / "runs" / stem, args.progress)
+        else:
+            python = args.peer_python or f".venv-{library}/bin/python"
+            out = run_peer(library, python, algo, dataset, n_seeds, steps, episodes, folder / "runs" / stem)
+        mean, std = summarise(out["per_seed"])
+        row = {"suite": args.suite, "dataset": dataset, "algo": algo, "library": library, "seeds": n_seeds, "steps": steps,
+               "episodes": episodes, "score_mean": mean, "score_std": std, **out, "commit": git_commit(),
+               "date": time.strftime("%Y-%m-%d %H:%M"), "command": command}
+        append_row(folder, row)
+        print(f"{dataset:>24} {algo:>12} ({library}): {mean:6.1f} ± {std:4.1f}  ({out['seconds']} s)", file=sys.stderr)
+    table = write_table(folder, args.suite)
+    print(table.read_text())
+    print(f"wrote {table}, {table.with_suffix('.csv')}, {table.with_suffix('.png')}", file=sys.stderr)
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = tyro.cli(BenchArgs, args=argv, prog="offrl bench")
+    try:
+        bench(args, argv)
+    except (ValueError, KeyError) as exc:
+        print(f"offrl bench: error: {exc}", file=sys.stderr)
+        return 2
+    except subprocess.CalledProcessError as exc:
+        print(f"offrl bench: error: the peer runner failed ({exc})", file=sys.stderr)
+        return 1
+    return 0

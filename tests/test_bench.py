@@ -1,0 +1,64 @@
+"""``offrl bench``: rows per (dataset, algorithm, library, budget), reuse of stored rows, peers, tables."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from offrl.bench import SUITES, read_rows
+from offrl.cli import main
+
+TINY = ["--datasets", "pendulum-random", "--steps", "200", "--seeds", "2", "--episodes", "2", "--no-progress"]
+
+FAKE_PEER = '''
+import argparse, json
+p = argparse.ArgumentParser(); p.add_argument("--job"); p.add_argument("--out"); a = p.parse_args()
+job = json.load(open(a.job))
+assert open(job["dataset_file"], "rb").read(8) == b"\\x89HDF\\r\\n\\x1a\\n"  # the same cached file as ours
+json.dump({"per_seed": [10.0 * (s + 1) for s in job["seeds"]], "library_version": "0.0-fake",
+           "echo": [job["algo"], job["steps"], job["episodes"], job["env_id"]]}, open(a.out, "w"))
+'''
+
+
+def test_bench_rows_tables_reuse_and_peer(tmp_path, offrl_home, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "benchmarks" / "peers").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "peers" / "fake.py").write_text(FAKE_PEER)
+    results = tmp_path / "res"
+    argv = ["bench", "locomotion-cpu", "--algos", "bc", *TINY, "--results", str(results),
+            "--peer", "fake", "--peer-python", sys.executable, "--peer-seeds", "2"]
+    assert main(argv) == 0
+    rows = read_rows(results / "locomotion-cpu")
+    assert [(r["algo"], r["library"]) for r in rows] == [("bc", "offrl"), ("bc", "fake")]
+    ours, peer = rows
+    assert ours["seeds"] == 2 and ours["steps"] == 200 and ours["episodes"] == 2 and len(ours["per_seed"]) == 2
+    assert ours["score_mean"] == pytest.approx(np.mean(ours["per_seed"]))
+    assert ours["command"].startswith("offrl bench locomotion-cpu") and ours["commit"]
+    assert peer["per_seed"] == [10.0, 20.0] and peer["score_mean"] == 15.0 and peer["score_std"] == 5.0
+    assert peer["library_version"] == "0.0-fake"
+    table = (results / "locomotion-cpu" / "table.md").read_text()
+    assert "| pendulum-random |" in table and "15.0 ± 5.0 (2×200)" in table and "bc (fake)" in table
+    assert (results / "locomotion-cpu" / "table.png").stat().st_size > 0
+    csv_lines = (results / "locomotion-cpu" / "table.csv").read_text().splitlines()
+    assert len(csv_lines) == 3
+
+    capsys.readouterr()
+    assert main(argv) == 0  # same budget: both rows are reused, nothing is trained again
+    assert "stored row reused" in capsys.readouterr().err
+    assert len(read_rows(results / "locomotion-cpu")) == 2
+    assert main(argv[:6] + ["--steps", "300"] + argv[8:]) == 0  # another budget: a new row beside the old one
+    rows = read_rows(results / "locomotion-cpu")
+    assert sorted((r["library"], r["steps"]) for r in rows) == [("fake", 200), ("fake", 300), ("offrl", 200), ("offrl", 300)]
+
+
+def test_bench_rejects_unknown_names(tmp_path, offrl_home, capsys):
+    assert main(["bench", "atari", "--results", str(tmp_path)]) == 2
+    assert "valid suites: " + ", ".join(SUITES) in capsys.readouterr().err
+    assert main(["bench", "locomotion-cpu", "--algos", "iqll", *TINY, "--results", str(tmp_path)]) == 2
+    assert "unknown algorithm 'iqll'" in capsys.readouterr().err
+    assert main(["bench", "maze-cpu", "--datasets", "maze-nowhere", "--results", str(tmp_path)]) == 2
+    assert "unknown datasets ['maze-nowhere']" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
