@@ -31,6 +31,26 @@ def make_dataset(n: int = 600, obs_dim: int = 3, act_dim: int = 2, episode_len: 
                                terminals=terminals, timeouts=timeouts, info=info)
 
 
+def make_discrete_dataset(n: int = 600, obs_dim: int = 3, num_actions: int = 3, episode_len: int = 50, seed: int = 0,
+                          **info_kwargs):
+    """Like `make_dataset`, with int actions in [0, num_actions) (``info.num_actions`` set)."""
+    from offrl.data import Dataset, DatasetInfo
+
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(n, obs_dim)).astype(np.float32)
+    next_obs = obs + 0.1 * rng.normal(size=(n, obs_dim)).astype(np.float32)
+    actions = rng.integers(0, num_actions, size=n)
+    rewards = (obs[:, 0] * (actions == 0) - 0.5 * (actions == num_actions - 1)).astype(np.float32)
+    timeouts = np.zeros(n, np.float32)
+    timeouts[episode_len - 1 :: episode_len] = 1
+    timeouts[-1] = 1
+    terminals = np.zeros(n, np.float32)
+    terminals[n // 2], timeouts[n // 2] = 1, 0
+    info = DatasetInfo(name=info_kwargs.pop("name", "synthetic-discrete"), num_actions=num_actions, **info_kwargs)
+    return Dataset.from_arrays(observations=obs, actions=actions, rewards=rewards, next_observations=next_obs,
+                               terminals=terminals, timeouts=timeouts, info=info)
+
+
 def small_config(algo, **overrides):
     """The algorithm's default config with tiny networks and batches, for fast tests."""
     fields = {f.name for f in dataclasses.fields(algo.config_cls)}

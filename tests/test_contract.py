@@ -21,9 +21,17 @@ from offrl.algos import DataSpec, list_algos
 from offrl.data import fit_transforms, to_device
 from offrl.train import init_agents, make_train_chunk
 
-from conftest import make_dataset, small_config
+from conftest import make_dataset, make_discrete_dataset, small_config
 
 ALGOS = sorted(list_algos())
+DISCRETE = [name for name in ALGOS if list_algos()[name].discrete]
+CONTINUOUS = [name for name in ALGOS if name not in DISCRETE]
+
+
+@pytest.fixture
+def dataset(name):
+    """The contract dataset of the algorithm under test: int actions for a discrete algorithm."""
+    return make_discrete_dataset() if offrl.algos.get_algo(name).discrete else make_dataset()
 
 
 def _leaves(tree):
@@ -73,7 +81,7 @@ def test_update_finite_and_changes_params(name, dataset):
     config = small_config(algo)
     transforms = fit_transforms(dataset, algo.normalize_observations, algo.reward_scaling)
     data = to_device(transforms.apply(dataset), dataset)
-    states, keys = init_agents(algo, config, DataSpec(dataset.obs_dim, dataset.act_dim), 0, 1, 100)
+    states, keys = init_agents(algo, config, DataSpec.from_dataset(dataset), 0, 1, 100)
     before = _leaves(states)
     chunk = make_train_chunk(algo, config, 10, 1)
     states, keys, metrics = chunk(states, keys, data)
@@ -85,7 +93,7 @@ def test_update_finite_and_changes_params(name, dataset):
     assert sum(changed) >= len(changed) // 2, f"{name}: most parameters did not change after 10 updates"
 
 
-@pytest.mark.parametrize("name", ALGOS)
+@pytest.mark.parametrize("name", CONTINUOUS)
 def test_actions_shape_and_bounds(name, tmp_path):
     dataset = make_dataset(act_dim=2, action_low=(-2.0, 0.0), action_high=(2.0, 0.5))
     result = _train(name, dataset, tmp_path, "run", steps=20)
@@ -99,6 +107,34 @@ def test_actions_shape_and_bounds(name, tmp_path):
     assert single.shape == (2,)
     with pytest.raises(ValueError, match="observations must have shape"):
         agent.act(np.zeros((4, dataset.obs_dim + 1)))
+
+
+@pytest.mark.parametrize("name", DISCRETE)
+def test_discrete_actions_are_indices(name, tmp_path):
+    dataset = make_discrete_dataset(num_actions=4)
+    result = _train(name, dataset, tmp_path, "run", steps=20)
+    agent = offrl.load_agent(result.run_dir)
+    assert agent.num_actions == 4
+    obs = np.random.default_rng(1).normal(size=(64, dataset.obs_dim)).astype(np.float32) * 10
+    for deterministic in (True, False):
+        actions = agent.act(obs, deterministic=deterministic)
+        assert actions.shape == (64,) and actions.dtype == np.int64
+        assert np.all((actions >= 0) & (actions < 4))
+    single = agent.act(obs[0])
+    assert np.ndim(single) == 0 and isinstance(single, np.integer)
+    with pytest.raises(ValueError, match="observations must have shape"):
+        agent.act(np.zeros((4, dataset.obs_dim + 1)))
+
+
+@pytest.mark.parametrize("name", ALGOS)
+def test_wrong_action_kind_is_a_clear_error(name, tmp_path):
+    """A continuous algorithm refuses discrete actions and vice versa, naming the algorithms that fit."""
+    discrete = offrl.algos.get_algo(name).discrete
+    other = make_dataset() if discrete else make_discrete_dataset()
+    needs = "needs discrete actions" if discrete else "needs continuous"
+    with pytest.raises(ValueError, match=needs) as err:
+        _train(name, other, tmp_path, "run", steps=20)
+    assert "Fix: use a" in str(err.value) and (CONTINUOUS if discrete else DISCRETE)[0] in str(err.value)
 
 
 @pytest.mark.parametrize("name", ALGOS)

@@ -48,8 +48,18 @@ class Agent:
         self._act = _act
         self._key = jax.random.PRNGKey(0)
 
+    @property
+    def num_actions(self) -> int | None:
+        """Number of discrete actions, or None for a continuous-action agent."""
+        return self.transforms.num_actions
+
     def act(self, observations, seed_index: int = 0, deterministic: bool = True) -> np.ndarray:
-        """Actions in env units for one observation (obs_dim,) or a batch (B, obs_dim)."""
+        """Actions in env units for one observation (obs_dim,) or a batch (B, obs_dim).
+
+        Continuous agents return float32 actions (act_dim,) or (B, act_dim) inside the env's
+        bounds; discrete agents return int64 action indices in [0, num_actions): an ``np.int64``
+        for one observation, an array (B,) for a batch.
+        """
         obs = np.asarray(observations, np.float32)
         obs_dim = self.meta["spec"]["obs_dim"]
         single = obs.ndim == 1
@@ -65,6 +75,8 @@ class Agent:
         self._key, key = jax.random.split(self._key)
         unit = np.asarray(self._act(state, jnp.asarray(obs), key, deterministic))
         actions = self.transforms.action_from_unit(unit)
+        if self.transforms.is_discrete:
+            actions = np.asarray(actions, dtype=np.int64)
         return actions[0] if single else actions
 
 

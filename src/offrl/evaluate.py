@@ -16,7 +16,8 @@ from offrl.envs import make_env, normalized_score
 
 __all__ = ["evaluate", "Policy"]
 
-#: ``policy(obs (num_policies, episodes, obs_dim)) -> actions (num_policies, episodes, act_dim)``
+#: ``policy(obs (num_policies, episodes, obs_dim)) -> actions (num_policies, episodes, act_dim)``,
+#: or integer actions ``(num_policies, episodes)`` for a Discrete action space
 Policy = Callable[[np.ndarray], Any]
 
 _SUCCESS_KEYS = ("success", "is_success")
@@ -39,8 +40,11 @@ def evaluate(
     ``policy`` receives float32 observations of shape ``(num_policies, episodes, obs_dim)``
     (finished environments keep showing their last observation; their actions are ignored) and
     returns actions of shape ``(num_policies, episodes, act_dim)`` in the env's action units.
-    Box actions are clipped to the action-space bounds; for a Discrete action space the output
-    (shape ``(P, E)`` or ``(P, E, 1)``) is cast to int (the policy does any argmax itself).
+    Box actions are clipped to the action-space bounds. For a Discrete action space the output
+    (shape ``(P, E)`` or ``(P, E, 1)``) holds action indices (the policy does any argmax itself,
+    as a discrete agent's ``act`` does): integers, or floats with whole values, inside the space
+    (``start .. start + n - 1``); anything else is an error naming the bad value, never silently
+    rounded or clipped, and each env receives a Python ``int``.
 
     Returns one dict per policy with ``return_mean``, ``return_std``, ``length_mean``,
     ``returns`` (list of floats, env order), ``lengths``; ``success_rate`` when the env reports
@@ -122,10 +126,23 @@ def _prepare_actions(raw, space, discrete: bool, num_policies: int, episodes: in
                 f"policy returned actions of shape {a.shape}; for a Discrete action space expected "
                 f"({num_policies}, {episodes}) or ({num_policies}, {episodes}, 1) integer actions"
             )
-        if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
-            raise ValueError("policy returned non-finite actions")
-        a = np.clip(np.rint(a).astype(np.int64).reshape(n), space.start, space.start + space.n - 1)
-        return [np.int64(x) for x in a]
+        a = a.reshape(n)
+        if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+            raise ValueError(f"policy returned actions of dtype {a.dtype}; a Discrete action space needs integer indices")
+        if np.issubdtype(a.dtype, np.floating):
+            if not np.all(np.isfinite(a)):
+                raise ValueError("policy returned non-finite actions")
+            if np.any(a != np.round(a)):
+                bad = a[np.flatnonzero(a != np.round(a))[0]]
+                raise ValueError(f"policy returned the non-integer action {float(bad)!r} for a Discrete action space; "
+                                 "return action indices (e.g. the argmax of Q-values or logits)")
+        a = a.astype(np.int64)
+        low, high = int(space.start), int(space.start) + int(space.n) - 1
+        outside = (a < low) | (a > high)
+        if outside.any():
+            raise ValueError(f"policy returned the action {int(a[np.flatnonzero(outside)[0]])} outside {space} "
+                             f"(valid: {low}..{high}); was the agent trained on another environment?")
+        return [int(x) for x in a]
     shape = tuple(space.shape)
     if a.shape != (num_policies, episodes, *shape):
         raise ValueError(

@@ -28,7 +28,7 @@ from flax import serialization
 
 from offrl import __version__
 from offrl.algos import DataSpec, algo_for_config, get_algo
-from offrl.algos.registry import Algo
+from offrl.algos.registry import Algo, check_action_kind
 from offrl.checkpoint import FILENAME, CheckpointError, load_checkpoint, save_checkpoint
 from offrl.data import Dataset, Transforms, fit_transforms, to_device
 from offrl.logger import RunLogger, plot_run, read_jsonl
@@ -65,6 +65,7 @@ def _compiled_init(algo: Algo, config: Any, spec: DataSpec, total_steps: int):
 
 def init_agents(algo: Algo, config: Any, spec: DataSpec, seed: int, seeds: int, total_steps: int):
     """Initialise ``seeds`` agents (leading axis) and their training keys."""
+    check_action_kind(algo, spec)
     keys = jax.vmap(lambda i: jax.random.split(jax.random.PRNGKey(seed + i)))(jnp.arange(seeds))
     init_keys, train_keys = keys[:, 0], keys[:, 1]
     states = _compiled_init(algo, config, spec, total_steps)(init_keys)
@@ -241,12 +242,12 @@ def fit(
     arrays = transforms.apply(dataset)
     extras = algo.device_extras(algo_config, arrays, dataset) if algo.device_extras is not None else None
     data = to_device(arrays, dataset, extras)
-    spec = DataSpec(obs_dim=dataset.obs_dim, action_dim=dataset.act_dim)
+    spec = DataSpec.from_dataset(dataset)
 
     states, train_keys = init_agents(algo, algo_config, spec, seed, seeds, steps)
     start_step = 0
     if meta_prev is not None:
-        if meta_prev["spec"] != dataclasses.asdict(spec):
+        if DataSpec(**meta_prev["spec"]) != spec:
             raise CheckpointError(f"dataset shapes {dataclasses.asdict(spec)} differ from the checkpoint's {meta_prev['spec']}")
         states = serialization.from_state_dict(states, state_dict)
         train_keys = jnp.asarray(keys_np)

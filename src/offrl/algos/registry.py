@@ -17,10 +17,19 @@ from offrl.data.sampling import Batch, DeviceData, sample_uniform
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Shapes an algorithm needs to build its networks."""
+    """Shapes an algorithm needs to build its networks.
+
+    ``num_actions`` is the number K of discrete actions (actions are then int32 indices and
+    ``action_dim`` is 1), or None for continuous actions.
+    """
 
     obs_dim: int
     action_dim: int
+    num_actions: int | None = None
+
+    @classmethod
+    def from_dataset(cls, dataset: Any) -> "DataSpec":
+        return cls(obs_dim=dataset.obs_dim, action_dim=dataset.act_dim, num_actions=dataset.num_actions)
 
 
 def uniform_batches(config: Any, data: DeviceData, key: jax.Array) -> Batch:
@@ -36,6 +45,9 @@ class Algo:
     ``update(config, state, batch, key) -> (state, metrics)`` (pure; scalars in ``metrics``);
     ``act(config, state, observations, key, deterministic) -> actions`` in the unit box [-1, 1].
     ``normalize_observations`` and ``reward_scaling`` are the paper's preprocessing defaults.
+    ``discrete=True``: the algorithm needs discrete actions (``spec.num_actions``; ``batch.actions``
+    are int32 indices [B]) and ``act`` returns int32 indices [B]; the loop refuses to pair an
+    algorithm with a dataset of the other action kind (:func:`check_action_kind`).
 
     Optional data hooks, both host-side numpy run once before training:
     ``prepare_dataset(config, dataset) -> dataset`` replaces the dataset before the transforms are
@@ -56,6 +68,7 @@ class Algo:
     q_value: Callable | None = None
     prepare_dataset: Callable | None = None
     device_extras: Callable | None = None
+    discrete: bool = False
 
 
 _REGISTRY: dict[str, Algo] = {}
@@ -90,6 +103,22 @@ def algo_for_config(config: Any) -> Algo:
         if type(config) is algo.config_cls:
             return algo
     raise UnknownAlgorithmError(f"{type(config).__name__} is not the Config of a registered algorithm")
+
+
+def check_action_kind(algo: Algo, spec: DataSpec) -> None:
+    """Raise ``ValueError`` when a continuous algorithm meets discrete actions or vice versa."""
+    data_discrete = spec.num_actions is not None
+    if algo.discrete == data_discrete:
+        return
+    matching = ", ".join(n for n, a in sorted(_REGISTRY.items()) if a.discrete == data_discrete) or "(none)"
+    if data_discrete:
+        raise ValueError(
+            f"algorithm {algo.name!r} needs continuous (Box) actions but the dataset has discrete actions "
+            f"(num_actions={spec.num_actions}). Fix: use a discrete-action algorithm: {matching}")
+    raise ValueError(
+        f"algorithm {algo.name!r} needs discrete actions but the dataset has continuous actions "
+        f"(act_dim={spec.action_dim}). Fix: use a continuous-action algorithm: {matching}; or, if the "
+        "actions are action indices stored as floats, rebuild the dataset with DatasetInfo(num_actions=K)")
 
 
 def list_algos() -> dict[str, Algo]:

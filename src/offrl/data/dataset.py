@@ -65,6 +65,19 @@ def _as_bounds(value: Any, name: str) -> tuple[float, ...] | None:
     return bounds
 
 
+def _as_num_actions(value: Any) -> int | None:
+    if value is None:
+        return None
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        value, ok = int(value), True
+    if not ok or int(value) < 1:
+        raise _error("info.num_actions", f"must be a positive integer or None, got {value!r}",
+                     "pass the size K of the discrete action space (gymnasium Discrete(K).n), or "
+                     "None for continuous actions")
+    return int(value)
+
+
 def _check_json(value: Any, name: str) -> None:
     try:
         json.dumps(value)
@@ -86,6 +99,9 @@ class DatasetInfo:
         ref_min_score: episode return of the reference random policy (score normalisation).
         ref_max_score: episode return of the reference expert policy (score normalisation).
         metadata: free-form JSON-able extras (provenance, generator settings, ...).
+        num_actions: number of discrete actions K, or None for continuous (Box) actions. A
+            discrete dataset stores ``actions`` as int32 indices in ``[0, K)`` of shape (N,)
+            and has no action bounds.
     """
 
     name: str = ""
@@ -96,8 +112,16 @@ class DatasetInfo:
     ref_min_score: float | None = None
     ref_max_score: float | None = None
     metadata: dict = field(default_factory=dict)
+    num_actions: int | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "num_actions", _as_num_actions(self.num_actions))
+        if self.num_actions is not None and (self.action_low is not None
+                                             or self.action_high is not None):
+            raise _error("info.action_low/action_high", f"are set but num_actions={self.num_actions} "
+                         "makes the actions discrete, and discrete actions have no bounds",
+                         "leave action_low/action_high unset (None) for a discrete dataset, or "
+                         "set num_actions=None for continuous actions")
         object.__setattr__(self, "action_low", _as_bounds(self.action_low, "action_low"))
         object.__setattr__(self, "action_high", _as_bounds(self.action_high, "action_high"))
         for name in ("ref_min_score", "ref_max_score"):
@@ -109,12 +133,19 @@ class DatasetInfo:
         _check_json(self.env_kwargs, "env_kwargs")
         _check_json(self.metadata, "metadata")
 
+    @property
+    def is_discrete(self) -> bool:
+        """True when the actions are discrete indices (``num_actions`` is set)."""
+        return self.num_actions is not None
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (tuples become lists)."""
+        """A JSON-serialisable dict (tuples become lists; ``num_actions`` only when discrete)."""
         out = dataclasses.asdict(self)
         for name in ("action_low", "action_high"):
             if out[name] is not None:
                 out[name] = list(out[name])
+        if out["num_actions"] is None:  # continuous: the JSON of earlier versions, unchanged
+            del out["num_actions"]
         return out
 
     @classmethod
@@ -145,9 +176,12 @@ def _as_numeric(value: Any, name: str) -> np.ndarray:
 def _check_matrix(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.ndim != 2:
         dim = "act_dim" if name == "actions" else "obs_dim"
-        raise _error(name, f"must be 2-D (N, {dim}) but has shape {arr.shape}",
-                     "reshape it to (N, dim), e.g. arr.reshape(len(arr), -1) "
-                     "(a 1-dimensional space still needs shape (N, 1))")
+        fix = ("reshape it to (N, dim), e.g. arr.reshape(len(arr), -1) "
+               "(a 1-dimensional space still needs shape (N, 1))")
+        if name == "actions" and arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer):
+            fix += ("; if these are discrete action indices, set DatasetInfo(num_actions=K) "
+                    "(in a file: the 'num_actions' attribute) and keep shape (N,)")
+        raise _error(name, f"must be 2-D (N, {dim}) but has shape {arr.shape}", fix)
     if arr.shape[1] == 0:
         raise _error(name, f"has shape {arr.shape} with zero features",
                      "each row must hold at least one value")
@@ -180,6 +214,43 @@ def _to_float32(arr: np.ndarray, name: str) -> np.ndarray:
                      f"(|x| > {_FLOAT32_MAX:.3g}, first in row {int(rows[0])})",
                      "rescale or repair those values; datasets are stored as float32")
     return out
+
+
+def _check_discrete_shape(arr: np.ndarray, num_actions: int) -> np.ndarray:
+    """(N,) or (N, 1) action indices -> (N,)."""
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        return arr[:, 0]
+    if arr.ndim != 1:
+        fix = "pass one action index per transition, shape (N,)"
+        if arr.ndim == 2 and arr.shape[1] == num_actions:
+            fix += ("; if the rows are one-hot (or probabilities), pass actions.argmax(axis=1)")
+        raise _error("actions", f"discrete actions (num_actions={num_actions}) must have shape "
+                     f"(N,) or (N, 1) but have shape {arr.shape}", fix)
+    return arr
+
+
+def _to_discrete_actions(arr: np.ndarray, num_actions: int) -> np.ndarray:
+    """Check that discrete actions are whole numbers in [0, num_actions); return int32."""
+    if np.issubdtype(arr.dtype, np.floating):
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise _error("actions", f"discrete actions (num_actions={num_actions}) must be "
+                         f"integers but {int(bad.sum())} values are not (first: {arr[first]!r} "
+                         f"at row {first})", "store the action indices themselves, e.g. "
+                         "np.asarray(actions, dtype=np.int64); for continuous actions set "
+                         "DatasetInfo(num_actions=None)")
+    wide = arr.astype(np.int64)
+    bad = (wide < 0) | (wide >= num_actions)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise _error("actions", f"{int(bad.sum())} discrete actions lie outside [0, "
+                     f"{num_actions}) (first: {int(wide[first])} at row {first}; range "
+                     f"{int(wide.min())}..{int(wide.max())})",
+                     "set info.num_actions to the size of the action space (at least the largest "
+                     "action + 1), or map the actions to 0..num_actions-1 (for gymnasium "
+                     "Discrete(n, start=s) subtract s)")
+    return wide.astype(np.int32)
 
 
 def _to_flags(arr: np.ndarray, name: str) -> np.ndarray:
@@ -275,6 +346,7 @@ class Dataset:
 
     Arrays are float32 and read-only: ``observations`` / ``next_observations`` (N, obs_dim),
     ``actions`` (N, act_dim) in env units, ``rewards`` / ``terminals`` / ``timeouts`` (N,).
+    Discrete datasets (``info.num_actions = K``) hold ``actions`` as int32 indices of shape (N,).
     An episode ends at every index where ``terminals or timeouts``; the last transition always
     ends an episode.
     """
@@ -309,7 +381,8 @@ class Dataset:
         ``observations[t + 1]`` inside each episode (a terminal step uses ``observations[t]``),
         and the last step of every timed-out episode, whose successor is unknown, is dropped.
         Actions outside ``info.action_low/high`` by at most 1e-4 are clipped; further outside
-        is an error.
+        is an error. With ``info.num_actions = K`` the actions are discrete: indices of shape
+        (N,) or (N, 1), whole numbers in ``[0, K)`` (an int or float array), stored as int32 (N,).
         """
         info = DatasetInfo() if info is None else info
         if not isinstance(info, DatasetInfo):
@@ -330,8 +403,12 @@ class Dataset:
         if obs.ndim >= 1 and obs.shape[0] == 0:
             raise _error("observations", "the dataset is empty (0 transitions)",
                          "pass at least one transition")
+        num_actions = info.num_actions
         for name in ("observations", "actions", "next_observations"):
             if name in arrays:
+                if name == "actions" and num_actions is not None:
+                    arrays[name] = _check_discrete_shape(arrays[name], num_actions)
+                    continue
                 arrays[name] = _check_matrix(arrays[name], name)
         for name in ("rewards", "terminals", "timeouts"):
             if name in arrays:
@@ -354,6 +431,9 @@ class Dataset:
 
         for name in ("observations", "actions", "rewards", "next_observations"):
             if name in arrays:
+                if name == "actions" and num_actions is not None:
+                    arrays[name] = _to_discrete_actions(arrays[name], num_actions)
+                    continue
                 arrays[name] = _to_float32(arrays[name], name)
         terminals = _to_flags(arrays["terminals"], "terminals")
         timeouts = (_to_flags(arrays["timeouts"], "timeouts") if "timeouts" in arrays
@@ -378,11 +458,13 @@ class Dataset:
                              "timed-out one-step episode, so no transition with a known "
                              "successor remains", "supply next_observations")
 
-        actions = _check_action_bounds(actions, info)
+        if num_actions is None:
+            actions = _check_action_bounds(actions, info)
         out = {"observations": obs, "actions": actions, "rewards": rewards,
                "next_observations": next_obs, "terminals": terminals, "timeouts": timeouts}
         for name, arr in out.items():
-            arr = np.array(arr, dtype=np.float32, order="C")  # a private copy, never the input
+            dtype = np.int32 if name == "actions" and num_actions is not None else np.float32
+            arr = np.array(arr, dtype=dtype, order="C")  # a private copy, never the input
             arr.flags.writeable = False
             out[name] = arr
         return cls(**out, info=info)
@@ -393,8 +475,10 @@ class Dataset:
         return self.num_transitions
 
     def __repr__(self) -> str:
+        actions = (f"num_actions={self.num_actions}" if self.is_discrete
+                   else f"act_dim={self.act_dim}")
         return (f"Dataset(name={self.info.name!r}, transitions={self.num_transitions}, "
-                f"episodes={self.num_episodes}, obs_dim={self.obs_dim}, act_dim={self.act_dim})")
+                f"episodes={self.num_episodes}, obs_dim={self.obs_dim}, {actions})")
 
     @property
     def num_transitions(self) -> int:
@@ -408,8 +492,18 @@ class Dataset:
 
     @property
     def act_dim(self) -> int:
-        """Action dimension."""
-        return int(self.actions.shape[1])
+        """Action dimension (1 for discrete actions: one index per transition)."""
+        return 1 if self.actions.ndim == 1 else int(self.actions.shape[1])
+
+    @property
+    def num_actions(self) -> int | None:
+        """Number of discrete actions K, or None for continuous actions."""
+        return self.info.num_actions
+
+    @property
+    def is_discrete(self) -> bool:
+        """True when ``actions`` are int32 indices in [0, num_actions)."""
+        return self.info.num_actions is not None
 
     @cached_property
     def episode_ends(self) -> np.ndarray:
@@ -462,6 +556,37 @@ class Dataset:
     def episode_lengths(self) -> np.ndarray:
         """(num_episodes,) int64: number of transitions of every episode."""
         return np.bincount(self.episode_id, minlength=self.num_episodes)
+
+    def select_episodes(self, episodes: Any) -> Dataset:
+        """A new dataset of whole episodes, in their original order, with the same `info`.
+
+        ``episodes`` is a boolean mask of length ``num_episodes`` or a sequence of episode numbers
+        (``episode_id`` values; repeats are ignored). Every episode keeps its end flags, so episode
+        boundaries, returns and n-step/segment sampling are unchanged for the kept episodes.
+        """
+        sel = np.asarray(episodes)
+        n_ep = self.num_episodes
+        if sel.dtype == np.bool_:
+            if sel.shape != (n_ep,):
+                raise _error("episodes", f"a boolean mask must have shape ({n_ep},) (one entry per "
+                             f"episode) but has shape {sel.shape}", "pass one True/False per episode, "
+                             "or a list of episode numbers")
+            mask = sel
+        else:
+            if sel.size and not np.issubdtype(sel.dtype, np.integer):
+                raise _error("episodes", f"must be a boolean mask or integer episode numbers, got "
+                             f"dtype {sel.dtype}", "pass e.g. np.flatnonzero(mask) or a bool mask")
+            ids = sel.astype(np.int64).ravel()
+            if ids.size and (ids.min() < 0 or ids.max() >= n_ep):
+                raise _error("episodes", f"episode numbers must lie in [0, {n_ep - 1}] but got "
+                             f"{int(ids.min())}..{int(ids.max())}", "use episode_id values of this dataset")
+            mask = np.zeros(n_ep, dtype=bool)
+            mask[ids] = True
+        if not mask.any():
+            raise _error("episodes", "selects no episode", "select at least one episode")
+        keep = mask[self.episode_id]
+        arrays = {name: arr[keep] for name, arr in self.arrays().items()}
+        return Dataset.from_arrays(**arrays, info=self.info)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The six arrays by name (D4RL keys)."""
@@ -615,7 +740,7 @@ def _info_from_attrs(attrs: Mapping[str, Any], path: Path) -> DatasetInfo:
             raise DatasetError(f"{path}: field '{INFO_KEY}': is not valid JSON ({exc}). Fix: "
                                "remake the file with save_hdf5/save_npz.") from None
     plain: dict[str, Any] = {}
-    for key in ("name", "env_id", "ref_min_score", "ref_max_score"):
+    for key in ("name", "env_id", "ref_min_score", "ref_max_score", "num_actions"):
         value = attrs.get(key)
         if value is not None:
             plain[key] = value.decode("utf-8") if isinstance(value, bytes) else value

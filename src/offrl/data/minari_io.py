@@ -18,8 +18,11 @@ Conversion rules (Minari stores ``T + 1`` observations for an episode of ``T`` s
 * ``terminals = terminations``; ``timeouts = truncations and not terminations``; the last step of
   an episode that is neither terminated nor truncated gets ``timeouts = 1`` (offrl needs every
   episode to end);
-* observations and actions of any non-flat space (``Dict``, ``Tuple``, ``Discrete``,
-  ``MultiDiscrete``, multi-dimensional ``Box``) are flattened exactly as
+* a ``Discrete(n)`` action space (with ``start`` 0) gives a discrete dataset: integer actions of
+  shape (N,) and ``info.num_actions = n``; ``to_minari`` writes a discrete dataset with a
+  ``Discrete(num_actions)`` action space;
+* observations and actions of any other non-flat space (``Dict``, ``Tuple``, ``Discrete`` with a
+  non-zero ``start``, ``MultiDiscrete``, multi-dimensional ``Box``) are flattened exactly as
   ``gymnasium.spaces.flatten(space, x)`` does (``Dict`` in the space's key order, discrete values
   one-hot), vectorised over the episode; ``Text``/``Graph``/``Sequence`` spaces are rejected. The
   original spaces are recorded as strings in ``info.metadata``;
@@ -132,6 +135,13 @@ def _is_flat(space: Any) -> bool:
     return isinstance(space, spaces.Box) and len(space.shape) == 1
 
 
+def _is_index_space(space: Any) -> bool:
+    """A ``Discrete(n)`` action space starting at 0: read as integer action indices."""
+    from gymnasium import spaces
+
+    return isinstance(space, spaces.Discrete) and int(space.start) == 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading
 # ---------------------------------------------------------------------------------------------
@@ -225,12 +235,13 @@ def _info_from_minari(mds: Any, meta: dict, obs_space: Any, act_space: Any) -> D
         "observation_space": str(obs_space),
         "action_space": str(act_space),
         "observations_flattened": not _is_flat(obs_space),
-        "actions_flattened": not _is_flat(act_space),
+        "actions_flattened": not (_is_flat(act_space) or _is_index_space(act_space)),
         **{k: v for k, v in extras.items() if v is not None},
     }
     ref_min, ref_max = meta.get("ref_min_score"), meta.get("ref_max_score")
     return DatasetInfo(name=mds.id, env_id=env_id, env_kwargs=env_kwargs, action_low=low,
                        action_high=high,
+                       num_actions=int(act_space.n) if _is_index_space(act_space) else None,
                        ref_min_score=None if ref_min is None else float(ref_min),
                        ref_max_score=None if ref_max is None else float(ref_max),
                        metadata=metadata)
@@ -275,7 +286,10 @@ def from_minari(dataset_id_or_path: Any, *, clip_actions: bool = False) -> Datas
             tout[-1] = True
         parts["observations"].append(obs[:-1])
         parts["next_observations"].append(succ)
-        parts["actions"].append(_flatten_batch(act_space, ep.actions, t, "actions"))
+        if _is_index_space(act_space):
+            parts["actions"].append(np.asarray(ep.actions).reshape(t))
+        else:
+            parts["actions"].append(_flatten_batch(act_space, ep.actions, t, "actions"))
         parts["rewards"].append(np.asarray(ep.rewards, dtype=np.float64).reshape(t))
         parts["terminals"].append(term)
         parts["timeouts"].append(tout)
@@ -352,7 +366,9 @@ def _spaces(dataset: Dataset, env: Any):
                                (dataset.obs_dim,), np.float32)
     if obs_space is None:
         obs_space = spaces.Box(-np.inf, np.inf, (dataset.obs_dim,), np.float32)
-    if info.action_low is not None:
+    if info.num_actions is not None:
+        act_space = spaces.Discrete(info.num_actions)
+    elif info.action_low is not None:
         act_space = spaces.Box(np.asarray(info.action_low, np.float32),
                                np.asarray(info.action_high, np.float32), (dataset.act_dim,),
                                np.float32)

@@ -30,7 +30,7 @@ class Batch:
     """
 
     observations: jax.Array  # [B, obs_dim]
-    actions: jax.Array  # [B, act_dim]
+    actions: jax.Array  # [B, act_dim] float32 in [-1, 1]; discrete: [B] int32 indices
     rewards: jax.Array  # [B]
     next_observations: jax.Array  # [B, obs_dim]
     terminals: jax.Array  # [B]
@@ -48,7 +48,7 @@ class Segment:
     """
 
     observations: jax.Array  # [B, L, obs_dim]
-    actions: jax.Array  # [B, L, act_dim]
+    actions: jax.Array  # [B, L, act_dim]; discrete: [B, L] int32
     rewards: jax.Array  # [B, L]
     terminals: jax.Array  # [B, L]
     timesteps: jax.Array  # [B, L] int32
@@ -61,7 +61,7 @@ class DeviceData:
     """The transformed dataset on the device, plus per-transition episode indices."""
 
     observations: jax.Array  # [N, obs_dim] float32
-    actions: jax.Array  # [N, act_dim] float32, in [-1, 1]
+    actions: jax.Array  # [N, act_dim] float32, in [-1, 1]; discrete: [N] int32 indices
     rewards: jax.Array  # [N] float32, scaled
     next_observations: jax.Array  # [N, obs_dim] float32
     terminals: jax.Array  # [N] float32
@@ -84,7 +84,8 @@ def to_device(arrays: Mapping[str, np.ndarray], dataset: Dataset,
     """Build `DeviceData` from transformed `arrays` (e.g. `Transforms.apply(dataset)`).
 
     The episode boundaries come from `dataset`; `arrays` must hold one row per transition of it.
-    Returns-to-go are computed from ``arrays["rewards"]`` (i.e. after reward scaling). ``extras``
+    Returns-to-go are computed from ``arrays["rewards"]`` (i.e. after reward scaling). Integer
+    ``actions`` (discrete indices, shape [N]) go on the device as int32, others as float32. ``extras``
     are further per-transition arrays (one row per transition) that samplers gather into
     ``Batch.extras`` under the same names.
     """
@@ -113,7 +114,9 @@ def to_device(arrays: Mapping[str, np.ndarray], dataset: Dataset,
 
     return DeviceData(
         observations=f32(arrays["observations"]),
-        actions=f32(arrays["actions"]),
+        actions=(jnp.asarray(np.asarray(arrays["actions"], dtype=np.int32))
+                 if np.issubdtype(np.asarray(arrays["actions"]).dtype, np.integer)
+                 else f32(arrays["actions"])),
         rewards=f32(rewards),
         next_observations=f32(arrays["next_observations"]),
         terminals=f32(arrays["terminals"]),

@@ -1,7 +1,7 @@
 """Preprocessing statistics that travel with the agent.
 
 Algorithms see observations normalised (when enabled), actions rescaled to [-1, 1] and rewards
-scaled/shifted. `fit_transforms` computes the statistics from a `Dataset`; `Transforms` applies
+scaled/shifted. Discrete actions (``num_actions`` set) are indices and pass through unchanged. `fit_transforms` computes the statistics from a `Dataset`; `Transforms` applies
 them (to numpy or jax arrays) and round-trips through JSON for checkpoints.
 """
 
@@ -45,8 +45,11 @@ class Transforms:
             statistics are kept either way.
         reward_scale: multiplicative reward factor.
         reward_shift: additive reward offset, ``reward' = reward * scale + shift``.
-        action_low: (act_dim,) float32 lower action bound in env units.
-        action_high: (act_dim,) float32 upper action bound in env units.
+        action_low: (act_dim,) float32 lower action bound in env units (empty when discrete).
+        action_high: (act_dim,) float32 upper action bound in env units (empty when discrete).
+        num_actions: number of discrete actions K, or None for continuous actions. Discrete
+            actions are int32 indices that `action_to_unit`, `action_from_unit` and `apply`
+            leave untouched.
     """
 
     obs_mean: np.ndarray
@@ -56,8 +59,13 @@ class Transforms:
     reward_shift: float
     action_low: np.ndarray
     action_high: np.ndarray
+    num_actions: int | None = None
 
     def __post_init__(self) -> None:
+        if self.num_actions is not None:
+            object.__setattr__(self, "num_actions", int(self.num_actions))
+            if self.num_actions < 1:
+                raise ValueError(f"num_actions must be a positive integer or None, got {self.num_actions}")
         for name in ("obs_mean", "obs_std", "action_low", "action_high"):
             arr = _vector(getattr(self, name))
             arr.flags.writeable = False
@@ -92,22 +100,38 @@ class Transforms:
         """``rewards * reward_scale + reward_shift``."""
         return rewards * self.reward_scale + self.reward_shift
 
+    @property
+    def is_discrete(self) -> bool:
+        """True when the actions are discrete indices (``num_actions`` is set)."""
+        return self.num_actions is not None
+
     def action_to_unit(self, actions: Any) -> Any:
-        """Map env-unit actions to [-1, 1]."""
+        """Map env-unit actions to [-1, 1]; discrete indices are returned unchanged."""
+        if self.num_actions is not None:
+            return actions if hasattr(actions, "shape") else np.asarray(actions, dtype=np.int32)
         if not hasattr(actions, "shape"):
             actions = np.asarray(actions, dtype=np.float32)
         return 2.0 * (actions - self.action_low) / (self.action_high - self.action_low) - 1.0
 
     def action_from_unit(self, units: Any) -> Any:
-        """Map [-1, 1] actions to env units, clipped to the bounds."""
+        """Map [-1, 1] actions to env units, clipped to the bounds; discrete indices unchanged."""
+        if self.num_actions is not None:
+            return units if hasattr(units, "shape") else np.asarray(units, dtype=np.int32)
         units = _clip(units, -1.0, 1.0)
         actions = (units + 1.0) * (0.5 * (self.action_high - self.action_low)) + self.action_low
         return _clip(actions, self.action_low, self.action_high)
 
     def apply(self, dataset: Dataset) -> dict[str, np.ndarray]:
         """Transformed float32 arrays: observations, next_observations, actions (in [-1, 1]),
-        rewards, terminals, timeouts."""
-        unit = np.clip(self.action_to_unit(dataset.actions), -1.0, 1.0)
+        rewards, terminals, timeouts. Discrete actions stay int32 indices."""
+        if self.num_actions is not None:
+            if not getattr(dataset, "is_discrete", False) or dataset.num_actions != self.num_actions:
+                raise ValueError(f"these transforms are for discrete actions (num_actions="
+                                 f"{self.num_actions}) but the dataset has "
+                                 f"num_actions={getattr(dataset, 'num_actions', None)}")
+            unit = np.asarray(dataset.actions, dtype=np.int32)
+        else:
+            unit = np.clip(self.action_to_unit(dataset.actions), -1.0, 1.0)
         out = {
             "observations": self.normalize_obs(dataset.observations),
             "next_observations": self.normalize_obs(dataset.next_observations),
@@ -116,13 +140,14 @@ class Transforms:
             "terminals": dataset.terminals,
             "timeouts": dataset.timeouts,
         }
-        return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
+        return {k: v if k == "actions" and self.num_actions is not None
+                else np.asarray(v, dtype=np.float32) for k, v in out.items()}
 
     # -- serialisation -----------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (arrays become lists of floats)."""
-        return {
+        """A JSON-serialisable dict (arrays become lists of floats; ``num_actions`` when discrete)."""
+        out = {
             "obs_mean": self.obs_mean.tolist(),
             "obs_std": self.obs_std.tolist(),
             "normalize_observations": self.normalize_observations,
@@ -131,13 +156,16 @@ class Transforms:
             "action_low": self.action_low.tolist(),
             "action_high": self.action_high.tolist(),
         }
+        if self.num_actions is not None:
+            out["num_actions"] = self.num_actions
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Transforms:
         """Inverse of `to_dict`."""
         return cls(**{k: data[k] for k in (
             "obs_mean", "obs_std", "normalize_observations", "reward_scale", "reward_shift",
-            "action_low", "action_high")})
+            "action_low", "action_high")}, num_actions=data.get("num_actions"))
 
 
 def fit_transforms(dataset: Dataset, normalize_observations: bool,
@@ -176,6 +204,10 @@ def fit_transforms(dataset: Dataset, normalize_observations: bool,
         shift = -1.0
 
     info = dataset.info
+    if info.num_actions is not None:  # discrete: indices, no bounds
+        return Transforms(obs_mean=mean, obs_std=std, normalize_observations=normalize_observations,
+                          reward_scale=scale, reward_shift=shift, action_low=np.zeros(0),
+                          action_high=np.zeros(0), num_actions=info.num_actions)
     if info.action_low is not None and info.action_high is not None:
         low, high = info.action_low, info.action_high
     else:

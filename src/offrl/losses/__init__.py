@@ -47,3 +47,9 @@ def td3bc_actor_loss(q_values: jax.Array, policy_actions: jax.Array, data_action
 def polyak_update(params, target_params, tau: float):
     """theta' <- tau * theta + (1 - tau) * theta' (soft target update)."""
     return optax.incremental_update(params, target_params, tau)
+
+
+# Discrete-action pieces (action-indexed Q-values, CQL(H) penalty, double-Q targets, TD losses).
+from offrl.losses.discrete import (  # noqa: E402,F401
+    action_values, categorical_log_prob, discrete_cql_penalty, double_q_next_values, td_regression_loss,
+)

@@ -154,3 +154,6 @@ def tanh_gaussian_sample_and_log_prob(mean: jax.Array, log_std: jax.Array, key: 
     gaussian = jnp.sum(-0.5 * eps**2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi), axis=-1)
     log_det = jnp.sum(2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
     return jnp.tanh(u), gaussian - log_det
+
+# Discrete-action Q ensembles (one output per action) live in their own module (they use MLP above).
+from offrl.nets.discrete import DiscreteCritic  # noqa: E402,F401
