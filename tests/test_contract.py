@@ -80,7 +80,9 @@ def test_update_finite_and_changes_params(name, dataset):
     algo = offrl.algos.get_algo(name)
     config = small_config(algo)
     transforms = fit_transforms(dataset, algo.normalize_observations, algo.reward_scaling)
-    data = to_device(transforms.apply(dataset), dataset)
+    arrays = transforms.apply(dataset)  # the device data as offrl.fit builds it, with the algorithm's extras
+    extras = algo.device_extras(config, arrays, dataset) if algo.device_extras is not None else None
+    data = to_device(arrays, dataset, extras)
     states, keys = init_agents(algo, config, DataSpec.from_dataset(dataset), 0, 1, 100)
     before = _leaves(states)
     chunk = make_train_chunk(algo, config, 10, 1)

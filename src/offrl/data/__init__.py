@@ -4,6 +4,7 @@ from .dataset import Dataset, DatasetError, DatasetInfo
 from .sampling import (Batch, DeviceData, Segment, sample_nstep, sample_segments, sample_uniform,
                        to_device)
 from .transforms import Transforms, fit_transforms
+from .returns import MonteCarloReturns, discounted_returns
 
 from .registry import dataset_path, list_datasets, load_dataset, register_dataset
 
@@ -17,6 +18,8 @@ __all__ = [
     "DatasetError",
     "DatasetInfo",
     "DeviceData",
+    "MonteCarloReturns",
+    "discounted_returns",
     "Segment",
     "Transforms",
     "fit_transforms",

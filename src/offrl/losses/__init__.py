@@ -31,6 +31,20 @@ def advantage_weights(advantages: jax.Array, beta: float, max_weight: float = 10
     return jnp.minimum(jnp.exp(beta * advantages), max_weight)
 
 
+def binary_filter(advantages: jax.Array) -> jax.Array:
+    """w = 1[A > 0]: CRR's binary filter (Wang et al. 2020, eq. 3); keeps only better-than-policy actions."""
+    return (advantages > 0).astype(advantages.dtype)
+
+
+def batch_softmax_weights(advantages: jax.Array, beta: float) -> jax.Array:
+    """w_i = B softmax(beta * A)_i over the batch axis 0: exp(beta A_i) / mean_j exp(beta A_j).
+
+    The exponential advantage weights normalised to mean 1 over the batch, as the AWAC authors' code
+    does (Nair et al. 2020); it never overflows and needs no clip.
+    """
+    return advantages.shape[0] * jax.nn.softmax(beta * advantages, axis=0)
+
+
 def td3bc_actor_loss(q_values: jax.Array, policy_actions: jax.Array, data_actions: jax.Array, alpha: float) -> tuple[jax.Array, jax.Array]:
     """TD3+BC actor loss: -lambda * mean Q(s, pi(s)) + mean ||pi(s) - a||^2 (Fujimoto & Gu 2021, eq. 3).
 

@@ -1,0 +1,158 @@
+"""Advantage-Weighted Actor-Critic (Nair, Gupta, Dalal & Levine 2020), the offline phase.
+
+Off-policy twin critic by TD with next actions from the current policy, and a policy fitted by
+advantage-weighted maximum likelihood on dataset actions (eq. 3 of the paper, Z(s) dropped):
+  critic:  y = r + discount (1 - d) min_i Q'_i(s', a'),  a' ~ pi(.|s')
+           L_Q = sum_i E_D[ (Q_i(s, a) - y)^2 ]
+  value:   V^pi(s) = 1/m sum_j min_i Q_i(s, a_j),  a_j ~ pi(.|s)      (m = num_samples)
+  actor:   L_pi = -E_D[ w log pi(a|s) ],  A = min_i Q_i(s, a) - V^pi(s)
+           w = B softmax_batch(beta A)       (normalize_weights, the authors' code)
+           w = min(exp(beta A), max_weight)  (otherwise)
+Update order: critic, actor (with the critic just updated), then the Polyak target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import flax.struct as struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training.train_state import TrainState
+
+from offrl.algos.registry import Algo, DataSpec, register
+from offrl.data.sampling import Batch
+from offrl.losses import advantage_weights, batch_softmax_weights, polyak_update, td_target
+from offrl.nets import Critic, GaussianActor, gaussian_log_prob
+
+
+@dataclass(frozen=True)
+class Config:
+    """AWAC; defaults from the authors' released MuJoCo settings for Nair et al. (2020)."""
+
+    beta: float = 0.5
+    """Inverse temperature of the advantage weights exp(beta * A); the authors' MuJoCo temperature 2 is 1 / beta."""
+    normalize_weights: bool = True
+    """Normalise exp(beta * A) to mean 1 over the batch (B softmax, the authors' code); False: clip at max_weight."""
+    max_weight: float = 100.0
+    """Clip of the unnormalised weights; used only when ``normalize_weights`` is False."""
+    num_samples: int = 1
+    """Policy samples m per state in the estimate V^pi(s) = mean_j min_i Q_i(s, a_j) (the authors' code: 1)."""
+    discount: float = 0.99
+    """Discount factor gamma."""
+    tau: float = 0.005
+    """Polyak averaging rate of the target critic."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the policy."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the twin critic."""
+    hidden_dims: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of actor and critics (the authors' MuJoCo policy has four 256 layers)."""
+    batch_size: int = 1024
+    """Transitions per gradient step (the authors' MuJoCo setting: 1024)."""
+
+
+@struct.dataclass
+class State:
+    actor: TrainState
+    critic: TrainState
+    target_critic_params: dict
+    step: jax.Array
+
+
+def _check(config: Config) -> None:
+    if config.beta < 0:
+        raise ValueError(f"awac: beta must be >= 0 (0 = behaviour cloning), got {config.beta}")
+    if config.num_samples < 1:
+        raise ValueError(f"awac: num_samples must be >= 1 policy sample per state, got {config.num_samples}")
+    if config.max_weight <= 0:
+        raise ValueError(f"awac: max_weight must be > 0, got {config.max_weight}")
+
+
+def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
+    _check(config)
+    k_actor, k_critic = jax.random.split(key)
+    obs, acts = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.action_dim))
+    actor_net, critic_net = GaussianActor(config.hidden_dims, spec.action_dim), Critic(config.hidden_dims)
+    actor = TrainState.create(apply_fn=actor_net.apply, params=actor_net.init(k_actor, obs), tx=optax.adam(config.actor_lr))
+    critic = TrainState.create(apply_fn=critic_net.apply, params=critic_net.init(k_critic, obs, acts), tx=optax.adam(config.critic_lr))
+    return State(actor, critic, critic.params, jnp.zeros((), jnp.int32))
+
+
+def sample_actions(state: State, observations: jax.Array, key: jax.Array, num: int) -> jax.Array:
+    """num actions a ~ pi(.|s) per state, clipped to the unit box: shape [B, num, act_dim]."""
+    mean, log_std = state.actor.apply_fn(state.actor.params, observations)
+    eps = jax.random.normal(key, (mean.shape[0], num, mean.shape[-1]))
+    return jnp.clip(mean[:, None] + jnp.exp(log_std)[:, None] * eps, -1.0, 1.0)
+
+
+def policy_value(state: State, params, observations: jax.Array, key: jax.Array, num: int) -> jax.Array:
+    """V^pi(s) = mean_j min_i Q_i(s, a_j) over num policy samples, in one critic call on [B*num] pairs."""
+    actions = sample_actions(state, observations, key, num)
+    b, n, act_dim = actions.shape
+    repeated = jnp.repeat(observations, n, axis=0)  # row b*n + j is state b: matches the reshape below
+    q = state.critic.apply_fn(params, repeated, actions.reshape(b * n, act_dim)).min(axis=0)
+    return q.reshape(b, n).mean(axis=1)
+
+
+def critic_loss(config: Config, state: State, params, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict]:
+    """Twin-critic TD error against min_i Q'_i(s', a') with a' ~ pi(.|s')."""
+    next_actions = sample_actions(state, batch.next_observations, key, 1)[:, 0]
+    next_q = state.critic.apply_fn(state.target_critic_params, batch.next_observations, next_actions).min(axis=0)
+    target = jax.lax.stop_gradient(td_target(batch.rewards, batch.terminals, batch.discounts, next_q))
+    q = state.critic.apply_fn(params, batch.observations, batch.actions)
+    loss = ((q - target) ** 2).mean(axis=1).sum()
+    return loss, {"critic_loss": loss, "q_mean": q.mean()}
+
+
+def weights_of(config: Config, adv: jax.Array) -> jax.Array:
+    """The policy's per-sample weights: batch-normalised or clipped exp(beta A)."""
+    if config.normalize_weights:
+        return batch_softmax_weights(adv, config.beta)
+    return advantage_weights(adv, config.beta, config.max_weight)
+
+
+def actor_loss(config: Config, state: State, params, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict]:
+    """-E[w log pi(a|s)] with A = min_i Q_i(s, a) - V^pi(s) on dataset actions."""
+    q = state.critic.apply_fn(state.critic.params, batch.observations, batch.actions).min(axis=0)
+    adv = q - policy_value(state, state.critic.params, batch.observations, key, config.num_samples)
+    weights = jax.lax.stop_gradient(weights_of(config, adv))
+    mean, log_std = state.actor.apply_fn(params, batch.observations)
+    loss = -(weights * gaussian_log_prob(mean, log_std, batch.actions)).mean()
+    return loss, {"actor_loss": loss, "adv_mean": adv.mean(), "adv_weight_mean": weights.mean()}
+
+
+def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, dict]:
+    critic_key, actor_key = jax.random.split(key)
+    grads, c_info = jax.grad(lambda p: critic_loss(config, state, p, batch, critic_key), has_aux=True)(state.critic.params)
+    state = state.replace(critic=state.critic.apply_gradients(grads=grads))
+    grads, a_info = jax.grad(lambda p: actor_loss(config, state, p, batch, actor_key), has_aux=True)(state.actor.params)
+    state = state.replace(
+        actor=state.actor.apply_gradients(grads=grads),
+        target_critic_params=polyak_update(state.critic.params, state.target_critic_params, config.tau),
+        step=state.step + 1,
+    )
+    return state, {**c_info, **a_info}
+
+
+def act(config: Config, state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
+    mean, log_std = state.actor.apply_fn(state.actor.params, observations)
+    if not deterministic:
+        mean = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    return jnp.clip(mean, -1.0, 1.0)
+
+
+def q_value(config: Config, state: State, observations: jax.Array, actions: jax.Array) -> jax.Array:
+    return state.critic.apply_fn(state.critic.params, observations, actions).min(axis=0)
+
+
+register(Algo(
+    name="awac",
+    description="Advantage-Weighted Actor-Critic: TD twin critic, exp-advantage-weighted policy (Nair et al. 2020)",
+    config_cls=Config,
+    init=init,
+    update=update,
+    act=act,
+    q_value=q_value,
+))
