@@ -1,6 +1,6 @@
 """Peer side of the speed benchmark: updates/s of d3rlpy's IQL and TD3+BC on CPU.
 
-Run it with the peer venv's python (see benchmarks/README.md, "Peer environment"), not with
+Run it with the peer venv's python (see benchmarks/README.md, "The d3rlpy environment"), not with
 offrl's environment:
 
     .venv-d3rlpy/bin/python benchmarks/peer_d3rlpy_speed.py --make-data /tmp/hopper_like.npz
@@ -16,14 +16,10 @@ What is timed is exactly the inner loop of d3rlpy's own ``fit`` (d3rlpy 2.8.1,
 minus fit's logging/progress-bar bookkeeping. A warm-up of ``--warmup`` updates runs first.
 
 Dataset semantics. The .npz holds flat transitions (observations, actions, rewards,
-next_observations, terminals, timeouts). d3rlpy's ``MDPDataset`` (like its ``get_d4rl``)
-takes no next_observations: it cuts episodes at ``terminals | timeouts`` and uses
-``observations[t + 1]`` as the successor inside an episode; the last step of an episode that
-ended by timeout has no successor, so it is never sampled (one transition per timed-out
-episode, 0.1% for 1000-step episodes). A terminal step gets a zero next observation and
-terminal=1. Rows flagged both terminal and timeout are treated as terminal (d3rlpy asserts the
-two never coincide) and trailing rows after the last episode end get ``timeouts[-1] = 1`` (else
-d3rlpy silently drops them).
+next_observations, terminals, timeouts); ``benchmarks/d3rlpy_mdp.py`` (shared with the
+``offrl bench --peer d3rlpy`` runner) turns them into d3rlpy's ``MDPDataset``: episodes cut at
+``terminals | timeouts``, successor = ``observations[t + 1]`` inside an episode, the last step of
+a timed-out episode never sampled (see that module's docstring).
 """
 
 from __future__ import annotations
@@ -96,34 +92,9 @@ def make_data(path: str, n: int = 1_000_000, episode_len: int = 1000, seed: int 
 
 def load_mdp_dataset(path: str):
     """Load the .npz into a d3rlpy MDPDataset; returns (dataset, info dict)."""
-    import d3rlpy
+    from d3rlpy_mdp import read_npz, to_mdp_dataset  # benchmarks/d3rlpy_mdp.py (this folder)
 
-    with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in ("observations", "actions", "rewards", "terminals") if k not in z]
-        if missing:
-            raise SystemExit(f"{path}: missing arrays {missing}")
-        obs = np.asarray(z["observations"], dtype=np.float32)
-        actions = np.asarray(z["actions"], dtype=np.float32)
-        rewards = np.asarray(z["rewards"], dtype=np.float32).reshape(-1)
-        terminals = (np.asarray(z["terminals"]).reshape(-1) > 0.5).astype(np.float32)
-        if "timeouts" in z:
-            timeouts = (np.asarray(z["timeouts"]).reshape(-1) > 0.5).astype(np.float32)
-        else:
-            timeouts = np.zeros_like(terminals)
-    n = obs.shape[0]
-    if actions.ndim == 1:
-        actions = actions[:, None]
-    timeouts[terminals > 0] = 0.0  # d3rlpy asserts terminals & timeouts never coincide
-    if terminals[-1] == 0 and timeouts[-1] == 0:
-        timeouts[-1] = 1.0  # otherwise d3rlpy drops the trailing partial episode
-    dataset = d3rlpy.dataset.MDPDataset(
-        observations=obs, actions=actions, rewards=rewards, terminals=terminals,
-        timeouts=timeouts, action_space=d3rlpy.ActionSpace.CONTINUOUS,
-        action_size=actions.shape[1])
-    info = {"rows": int(n), "obs_dim": int(obs.shape[1]), "act_dim": int(actions.shape[1]),
-            "episodes": len(dataset.episodes),
-            "sampled_transitions": int(dataset.transition_count)}
-    return dataset, info
+    return to_mdp_dataset(read_npz(path), source=path)
 
 
 def build_algo(name: str, batch_size: int):

@@ -56,7 +56,7 @@ PEER_VENV_HOWTO = """\
   python3 -m venv .venv-d3rlpy
   .venv-d3rlpy/bin/pip install "torch==2.13.0+cpu"
   .venv-d3rlpy/bin/pip install "d3rlpy==2.8.1"
-(see benchmarks/README.md, "Peer environment")"""
+(see benchmarks/README.md, "The d3rlpy environment")"""
 
 
 # ---------------------------------------------------------------------------------------------
