@@ -51,14 +51,20 @@ def test_registry_is_populated():
 
 
 def _field_docstrings(cls) -> dict[str, str | None]:
-    """Map each annotated field of a dataclass to the string literal right below it (or None)."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body
+    """Map each annotated field of a dataclass to the string literal right below it (or None).
+
+    Fields inherited from a dataclass base (a registered Config subclass that changes one default)
+    are read from the class that declares them last: the bases first, then each subclass, whose
+    redeclared fields must carry their own docstring.
+    """
     docs = {}
-    for stmt, nxt in zip(body, body[1:] + [None]):
-        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-            is_doc = isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)
-            docs[stmt.target.id] = nxt.value.value if is_doc else None
+    for klass in reversed([c for c in cls.__mro__ if dataclasses.is_dataclass(c)]):
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        body = tree.body[0].body
+        for stmt, nxt in zip(body, body[1:] + [None]):
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                is_doc = isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)
+                docs[stmt.target.id] = nxt.value.value if is_doc else None
     return docs
 
 

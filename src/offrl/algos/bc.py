@@ -17,7 +17,8 @@ from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
 from offrl.data.sampling import Batch
-from offrl.nets import DeterministicActor, GaussianActor, gaussian_log_prob
+from offrl.losses import cloning_loss
+from offrl.nets import DeterministicActor, GaussianActor
 
 
 @dataclass(frozen=True)
@@ -56,15 +57,8 @@ def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> St
 
 
 def bc_loss(config: Config, actor: TrainState, params, batch: Batch) -> tuple[jax.Array, dict]:
-    """Squared error (deterministic) or negative log-likelihood (Gaussian) of the data actions."""
-    if config.policy == "gaussian":
-        mean, log_std = actor.apply_fn(params, batch.observations)
-        log_prob = gaussian_log_prob(mean, log_std, batch.actions)
-        loss = -log_prob.mean()
-        return loss, {"bc_loss": loss, "action_mse": jnp.mean((mean - batch.actions) ** 2)}
-    pred = actor.apply_fn(params, batch.observations)
-    loss = jnp.mean((pred - batch.actions) ** 2)
-    return loss, {"bc_loss": loss, "action_mse": loss}
+    """Squared error (deterministic) or negative log-likelihood (Gaussian) of the data actions (``offrl.losses.cloning_loss``)."""
+    return cloning_loss(actor.apply_fn(params, batch.observations), batch.actions, config.policy)
 
 
 def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, dict]:

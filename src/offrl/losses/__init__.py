@@ -63,6 +63,10 @@ def polyak_update(params, target_params, tau: float):
     return optax.incremental_update(params, target_params, tau)
 
 
+# Behaviour-policy pieces: pi_beta-hat's likelihood, the sampled KL of BRAC, the shared BC loss.
+from offrl.losses.behaviour import behaviour_nll_loss, cloning_loss, sampled_kl  # noqa: E402,F401
+
+
 # Discrete-action pieces (action-indexed Q-values, CQL(H) penalty, double-Q targets, TD losses).
 from offrl.losses.discrete import (  # noqa: E402,F401
     action_values, categorical_log_prob, discrete_cql_penalty, double_q_next_values, td_regression_loss,
