@@ -250,6 +250,7 @@ def test_awac_actor_loss_matches_numpy(normalize):
     state = awac.init(config, DataSpec(OBS, ACT), jax.random.PRNGKey(0), 10)
     batch, key = random_batch(3), jax.random.PRNGKey(11)
     adv = np_advantage(state, batch, key, 3, np.mean)
+    np.testing.assert_allclose(np64(awac.advantage(config, state, batch, key)), adv, rtol=1e-4, atol=ATOL)
     if normalize:  # exp(beta A) / mean_batch exp(beta A)
         w = np.exp(4.0 * (adv - adv.max())) / np.exp(4.0 * (adv - adv.max())).mean()
     else:

@@ -87,13 +87,14 @@ def sample_actions(state: State, observations: jax.Array, key: jax.Array, num: i
     return jnp.clip(mean[:, None] + jnp.exp(log_std)[:, None] * eps, -1.0, 1.0)
 
 
-def policy_value(state: State, params, observations: jax.Array, key: jax.Array, num: int) -> jax.Array:
-    """V^pi(s) = mean_j min_i Q_i(s, a_j) over num policy samples, in one critic call on [B*num] pairs."""
-    actions = sample_actions(state, observations, key, num)
+def advantage(config: Config, state: State, batch: Batch, key: jax.Array) -> jax.Array:
+    """A = Q(s, a) - mean_j Q(s, a_j), Q = min_i Q_i, a_j ~ pi(.|s): one critic call on [B*(m+1)] pairs."""
+    sampled = sample_actions(state, batch.observations, key, config.num_samples)  # [B, m, act]
+    actions = jnp.concatenate([batch.actions[:, None], sampled], axis=1)  # [B, m+1, act]: data action first
     b, n, act_dim = actions.shape
-    repeated = jnp.repeat(observations, n, axis=0)  # row b*n + j is state b: matches the reshape below
-    q = state.critic.apply_fn(params, repeated, actions.reshape(b * n, act_dim)).min(axis=0)
-    return q.reshape(b, n).mean(axis=1)
+    repeated = jnp.repeat(batch.observations, n, axis=0)  # row b*n + j is state b: matches the reshape
+    q = state.critic.apply_fn(state.critic.params, repeated, actions.reshape(b * n, act_dim)).min(axis=0).reshape(b, n)
+    return q[:, 0] - q[:, 1:].mean(axis=1)
 
 
 def critic_loss(config: Config, state: State, params, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict]:
@@ -115,8 +116,7 @@ def weights_of(config: Config, adv: jax.Array) -> jax.Array:
 
 def actor_loss(config: Config, state: State, params, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict]:
     """-E[w log pi(a|s)] with A = min_i Q_i(s, a) - V^pi(s) on dataset actions."""
-    q = state.critic.apply_fn(state.critic.params, batch.observations, batch.actions).min(axis=0)
-    adv = q - policy_value(state, state.critic.params, batch.observations, key, config.num_samples)
+    adv = advantage(config, state, batch, key)
     weights = jax.lax.stop_gradient(weights_of(config, adv))
     mean, log_std = state.actor.apply_fn(params, batch.observations)
     loss = -(weights * gaussian_log_prob(mean, log_std, batch.actions)).mean()

@@ -106,7 +106,7 @@ def value_loss(config: Config, state: State, params, batch: Batch, returns: jax.
     """Regression of V(s) on the Monte-Carlo return G."""
     v = state.value.apply_fn(params, batch.observations)
     loss = ((returns - v) ** 2).mean()
-    return loss, {"value_loss": loss, "v_mean": v.mean(), "return_mean": returns.mean()}
+    return loss, {"value_loss": loss, "v_mean": v.mean(), "mc_return_mean": returns.mean()}
 
 
 def actor_loss(config: Config, state: State, params, batch: Batch, returns: jax.Array) -> tuple[jax.Array, dict]:

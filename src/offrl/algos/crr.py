@@ -34,7 +34,7 @@ ADVANTAGES = ("mean", "max")
 
 @dataclass(frozen=True)
 class Config:
-    """CRR; beta, max_weight and the number of samples from Wang et al. (2020), Section 3 and its released learner."""
+    """CRR; beta, max_weight and num_samples from Wang et al. (2020) and the authors' released learner."""
 
     filter: Literal["exp", "binary"] = "exp"
     """Policy filter f(A): "exp" = min(exp(beta A), max_weight) (eq. 4), "binary" = 1[A > 0] (eq. 3)."""
@@ -49,7 +49,7 @@ class Config:
     discount: float = 0.99
     """Discount factor gamma."""
     tau: float = 0.005
-    """Polyak averaging rate of the target critic (the released learner copies the target every 100 steps instead)."""
+    """Polyak averaging rate of the target critic (the authors' learner copies it every 100 steps)."""
     actor_lr: float = 3e-4
     """Adam learning rate of the policy."""
     critic_lr: float = 3e-4
