@@ -67,6 +67,10 @@ def polyak_update(params, target_params, tau: float):
 from offrl.losses.behaviour import behaviour_nll_loss, cloning_loss, sampled_kl  # noqa: E402,F401
 
 
+# CQL(H)'s importance-sampled log-sum-exp over a continuous action box (CQL, later Cal-QL).
+from offrl.losses.conservative import cql_logsumexp, uniform_log_density  # noqa: E402,F401
+
+
 # Discrete-action pieces (action-indexed Q-values, CQL(H) penalty, double-Q targets, TD losses).
 from offrl.losses.discrete import (  # noqa: E402,F401
     action_values, categorical_log_prob, discrete_cql_penalty, double_q_next_values, td_regression_loss,

@@ -1,0 +1,281 @@
+"""Conservative Q-Learning, CQL(H) for continuous actions (Kumar, Zhou, Tucker & Levine 2020).
+
+SAC (twin critics, tanh-Gaussian actor, learned entropy temperature) whose critic loss adds the
+conservative term of eq. 4, with log sum_a exp Q estimated by importance sampling (App. F):
+  critic:  L_Q = sum_i E_D[ (Q_i(s, a) - y)^2 ] + alpha sum_i E_s[ LSE_i(s) - Q_i(s, a) ]
+           LSE_i(s) = logsumexp_j( Q_i(s, a_j) - log p(a_j) ) - log 3N   over N actions from each of
+           Unif[-1, 1]^d, pi(.|s) and pi(.|s')   (offrl.losses.cql_logsumexp)
+  target:  y = r + discount (1 - d) min_i Q'_i(s', a'),  a' ~ pi(.|s')    (+ entropy if backup_entropy)
+           or, with max_backup, y = r + discount (1 - d) min_i max_j Q'_i(s', a'_j) over N samples
+  Lagrange (eq. 5, with ``target_action_gap``): L_Q has alpha (gap_i - target_action_gap) and
+           alpha = exp(log alpha) follows the dual step on -alpha (mean_i gap_i - target_action_gap)
+  actor:   SAC's E[temperature log pi(a~|s) - min_i Q_i(s, a~)]; during the first ``bc_steps``
+           updates E[temperature log pi(a~|s) - log pi(a|s)] (behaviour-cloning warm-up)
+Update order: critic (+ alpha), actor, temperature, Polyak target. Every sampled action of a batch
+goes through the critic in ONE call with a flat [B * (3N + 1), obs + act] layout.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import flax.linen as nn
+import flax.struct as struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training.train_state import TrainState
+
+from offrl.algos.registry import Algo, DataSpec, register
+from offrl.data.sampling import Batch
+from offrl.losses import cql_logsumexp, polyak_update, td_target, uniform_log_density
+from offrl.nets import Critic, TanhGaussianActor, tanh_gaussian_log_prob, tanh_gaussian_sample_and_log_prob
+
+MAX_ALPHA = 1e6
+"""A trained alpha is clipped to [0, MAX_ALPHA], as in the authors' code."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """CQL(H); defaults: the authors' Gym-MuJoCo setting (``Config.preset("locomotion")``, see docs/algorithms/cql.md)."""
+
+    alpha: float = 5.0
+    """Weight of the conservative term alpha (LSE - Q_data); larger is more conservative. Initial value when trained."""
+    target_action_gap: Optional[float] = None
+    """None: alpha stays fixed. A number tau: alpha is a Lagrange multiplier trained so E[LSE - Q_data] tracks tau (eq. 5)."""
+    alpha_lr: float = 3e-4
+    """Adam learning rate of log alpha (used only with ``target_action_gap``; the authors use the critic's rate)."""
+    num_samples: int = 10
+    """Actions N drawn from each of the three proposals per state for the log-sum-exp (3N in total)."""
+    max_backup: bool = False
+    """Target min_i max_j Q'_i(s', a'_j) over ``num_samples`` policy actions a'_j, without the entropy term."""
+    backup_entropy: bool = False
+    """Subtract temperature * log pi(a'|s') in the target (the authors' default leaves it out)."""
+    bc_steps: int = 40_000
+    """Updates at the start whose actor loss clones the data (log pi(a|s)) instead of maximising Q."""
+    discount: float = 0.99
+    """Discount factor gamma."""
+    tau: float = 0.005
+    """Polyak averaging rate of the target critic."""
+    actor_lr: float = 1e-4
+    """Adam learning rate of the policy."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the twin critic."""
+    temperature_lr: float = 1e-4
+    """Adam learning rate of the log entropy temperature (the authors use the policy's rate)."""
+    init_temperature: float = 1.0
+    """Initial entropy temperature."""
+    target_entropy: Optional[float] = None
+    """Entropy the temperature tuning aims at; None means -action_dim."""
+    hidden_dims: tuple[int, ...] = (256, 256, 256)
+    """Hidden layer sizes of actor and critics."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+
+    @classmethod
+    def preset(cls, domain: str, **overrides) -> "Config":
+        """The defaults of one domain (``"locomotion"`` or ``"maze"``, see PRESETS), with ``overrides`` on top."""
+        if domain not in PRESETS:
+            raise ValueError(f"cql: unknown preset {domain!r}; choose one of {sorted(PRESETS)}")
+        values = {**PRESETS[domain], **overrides}
+        if domain == "maze" and "target_action_gap" not in overrides:
+            values["target_action_gap"] = reference_gap_to_ours(5.0, values.get("num_samples", cls.num_samples))
+        return cls(**values)
+
+
+def reference_gap_to_ours(reference_gap: float, num_samples: int) -> float:
+    """The authors' code leaves out -log 3N from the log-sum-exp: their threshold (``lagrange_thresh``) is ours + log 3N."""
+    return reference_gap - math.log(3 * num_samples)
+
+
+PRESETS: dict[str, dict] = {
+    # The authors' Gym-MuJoCo command (README) and examples/cql_mujoco_new.py: the class defaults.
+    "locomotion": {},
+    # The authors' AntMaze script examples/cql_antmaze_new.py: Lagrange with threshold 5.0 (their units,
+    # converted in Config.preset) and min_q_weight 1.0; the max backup described for AntMaze (that
+    # script's own default is off; see docs/algorithms/cql.md).
+    "maze": dict(alpha=1.0, max_backup=True),
+}
+
+
+class LogScalar(nn.Module):
+    """A positive scalar parameterised by its logarithm (the entropy temperature and a trained alpha)."""
+
+    initial: float = 1.0
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        return jnp.exp(self.param("log_value", lambda _: jnp.full((), math.log(self.initial), jnp.float32)))
+
+
+@struct.dataclass
+class State:
+    actor: TrainState
+    critic: TrainState
+    temperature: TrainState
+    alpha: TrainState
+    target_critic_params: dict
+    step: jax.Array
+
+
+def _check(config: Config) -> None:
+    if config.alpha < 0:
+        raise ValueError(f"cql: alpha must be >= 0 (0 = plain SAC critic), got {config.alpha}")
+    if config.target_action_gap is not None and config.alpha <= 0:
+        raise ValueError(f"cql: with target_action_gap set, alpha is the initial Lagrange multiplier exp(log alpha) "
+                         f"and must be > 0, got {config.alpha}")
+    if config.num_samples < 1:
+        raise ValueError(f"cql: num_samples must be >= 1 action per proposal and state, got {config.num_samples}")
+    if config.bc_steps < 0:
+        raise ValueError(f"cql: bc_steps must be >= 0 (0 = no behaviour-cloning warm-up), got {config.bc_steps}")
+
+
+def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
+    _check(config)
+    k_actor, k_critic = jax.random.split(key)
+    obs, acts = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.action_dim))
+    actor_net, critic_net = TanhGaussianActor(config.hidden_dims, spec.action_dim), Critic(config.hidden_dims)
+    temp_net, alpha_net = LogScalar(config.init_temperature), LogScalar(max(config.alpha, 1e-8))
+    actor = TrainState.create(apply_fn=actor_net.apply, params=actor_net.init(k_actor, obs), tx=optax.adam(config.actor_lr))
+    critic = TrainState.create(apply_fn=critic_net.apply, params=critic_net.init(k_critic, obs, acts), tx=optax.adam(config.critic_lr))
+    temperature = TrainState.create(apply_fn=temp_net.apply, params=temp_net.init(k_actor), tx=optax.adam(config.temperature_lr))
+    alpha = TrainState.create(apply_fn=alpha_net.apply, params=alpha_net.init(k_actor), tx=optax.adam(config.alpha_lr))
+    return State(actor, critic, temperature, alpha, critic.params, jnp.zeros((), jnp.int32))
+
+
+def target_entropy(config: Config, action_dim: int) -> float:
+    return -float(action_dim) if config.target_entropy is None else float(config.target_entropy)
+
+
+def cql_weight(config: Config, state: State) -> jax.Array:
+    """``config.alpha``, or the trained clip(exp(log alpha), 0, MAX_ALPHA) with ``target_action_gap``."""
+    if config.target_action_gap is not None:
+        return jnp.clip(state.alpha.apply_fn(state.alpha.params), 0.0, MAX_ALPHA)
+    return jnp.asarray(config.alpha, jnp.float32)
+
+
+def sample_actions(config: Config, state: State, batch: Batch, key: jax.Array) -> dict:
+    """The 3N proposal actions per state and their log-densities, plus the policy's actions at s'.
+
+    One actor call on [s; s'] (2B rows); N reparameterised samples per state (no gradient reaches the
+    actor: the critic loss does not differentiate the actor). Returns ``actions`` [B, 3N, act] in the
+    order (uniform, pi(.|s), pi(.|s')), their ``log_densities`` [B, 3N], and ``next_actions`` /
+    ``next_log_probs`` [B, N, act] / [B, N] (the policy's samples at s' for the target).
+    """
+    b, n, act_dim = batch.actions.shape[0], config.num_samples, batch.actions.shape[-1]
+    k_unif, k_pi = jax.random.split(key)
+    mean, log_std = state.actor.apply_fn(state.actor.params, jnp.concatenate([batch.observations, batch.next_observations]))
+    mean, log_std = (jnp.broadcast_to(x[:, None], (2 * b, n, act_dim)) for x in (mean, log_std))
+    pi_actions, pi_log_probs = tanh_gaussian_sample_and_log_prob(mean, log_std, k_pi)
+    uniform = jax.random.uniform(k_unif, (b, n, act_dim), minval=-1.0, maxval=1.0)
+    uniform_log = jnp.full((b, n), uniform_log_density(act_dim))
+    return {
+        "actions": jnp.concatenate([uniform, pi_actions[:b], pi_actions[b:]], axis=1),
+        "log_densities": jnp.concatenate([uniform_log, pi_log_probs[:b], pi_log_probs[b:]], axis=1),
+        "next_actions": pi_actions[b:],
+        "next_log_probs": pi_log_probs[b:],
+    }
+
+
+def next_value(config: Config, state: State, batch: Batch, samples: dict) -> jax.Array:
+    """V(s') of the target: min_i Q'_i(s', a'_1) (- temperature log pi), or min_i max_j Q'_i(s', a'_j)."""
+    next_obs, next_actions = batch.next_observations, samples["next_actions"]
+    if config.max_backup:
+        b, n, act_dim = next_actions.shape
+        q = state.critic.apply_fn(state.target_critic_params, jnp.repeat(next_obs, n, axis=0), next_actions.reshape(b * n, act_dim))
+        return q.reshape(-1, b, n).max(axis=2).min(axis=0)
+    value = state.critic.apply_fn(state.target_critic_params, next_obs, next_actions[:, 0]).min(axis=0)
+    if config.backup_entropy:
+        value = value - state.temperature.apply_fn(state.temperature.params) * samples["next_log_probs"][:, 0]
+    return value
+
+
+def critic_loss(config: Config, state: State, params, batch: Batch, samples: dict) -> tuple[jax.Array, dict]:
+    """TD error of both critics plus the conservative term, from one flat critic call on [B * (3N + 1)] pairs."""
+    b, m, act_dim = samples["actions"].shape
+    target = jax.lax.stop_gradient(td_target(batch.rewards, batch.terminals, batch.discounts, next_value(config, state, batch, samples)))
+    actions = jnp.concatenate([batch.actions[:, None], samples["actions"]], axis=1).reshape(b * (m + 1), act_dim)
+    q_all = state.critic.apply_fn(params, jnp.repeat(batch.observations, m + 1, axis=0), actions).reshape(-1, b, m + 1)
+    q, q_samples = q_all[..., 0], q_all[..., 1:]
+    td_loss = ((q - target) ** 2).mean(axis=1).sum()
+    lse = cql_logsumexp(q_samples, jax.lax.stop_gradient(samples["log_densities"]))
+    gap = (lse - q).mean(axis=1)  # [num_qs]: E_s[LSE_i(s) - Q_i(s, a)]
+    weight = jax.lax.stop_gradient(cql_weight(config, state))
+    penalty = weight * (gap if config.target_action_gap is None else gap - config.target_action_gap).sum()
+    loss = td_loss + penalty
+    info = {"critic_loss": loss, "td_loss": td_loss, "cql_penalty": penalty, "q_mean": q.mean(), "logsumexp_mean": lse.mean(),
+            "action_gap_mean": gap.mean(), "alpha": weight}
+    return loss, info
+
+
+def alpha_loss(config: Config, state: State, params, action_gap: jax.Array) -> tuple[jax.Array, dict]:
+    """-alpha (gap - target_action_gap): its descent raises alpha while the gap exceeds the target, lowers it below."""
+    alpha = jnp.clip(state.alpha.apply_fn(params), 0.0, MAX_ALPHA)
+    loss = -alpha * (jax.lax.stop_gradient(action_gap) - config.target_action_gap)
+    return loss, {"alpha_loss": loss}
+
+
+def actor_loss(config: Config, state: State, params, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict]:
+    """SAC's actor loss, or during the first ``bc_steps`` updates E[temperature log pi(a~|s) - log pi(a|s)]."""
+    mean, log_std = state.actor.apply_fn(params, batch.observations)
+    actions, log_probs = tanh_gaussian_sample_and_log_prob(mean, log_std, key)
+    temperature = state.temperature.apply_fn(state.temperature.params)
+    q = state.critic.apply_fn(state.critic.params, batch.observations, actions).min(axis=0)
+    data_log_probs = tanh_gaussian_log_prob(mean, log_std, batch.actions)
+    target = jnp.where(state.step < config.bc_steps, data_log_probs, q)
+    loss = (temperature * log_probs - target).mean()
+    return loss, {"actor_loss": loss, "entropy": -log_probs.mean()}
+
+
+def temperature_loss(config: Config, state: State, params, entropy: jax.Array, action_dim: int) -> tuple[jax.Array, dict]:
+    """temperature * (entropy - target_entropy), as SAC's (Haarnoja et al. 2018, eq. 18)."""
+    temperature = state.temperature.apply_fn(params)
+    loss = temperature * (jax.lax.stop_gradient(entropy) - target_entropy(config, action_dim))
+    return loss, {"temperature_loss": loss, "temperature": temperature}
+
+
+def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, dict]:
+    sample_key, actor_key = jax.random.split(key)
+    samples = sample_actions(config, state, batch, sample_key)
+    grads, info = jax.grad(lambda p: critic_loss(config, state, p, batch, samples), has_aux=True)(state.critic.params)
+    new_state = state.replace(critic=state.critic.apply_gradients(grads=grads))
+    if config.target_action_gap is not None:  # the dual step uses the gap before the critic's step, as the critic loss did
+        grads, l_info = jax.grad(lambda p: alpha_loss(config, state, p, info["action_gap_mean"]), has_aux=True)(state.alpha.params)
+        new_state, info = new_state.replace(alpha=state.alpha.apply_gradients(grads=grads)), {**info, **l_info}
+    state = new_state
+    grads, a_info = jax.grad(lambda p: actor_loss(config, state, p, batch, actor_key), has_aux=True)(state.actor.params)
+    state = state.replace(actor=state.actor.apply_gradients(grads=grads))
+    grads, t_info = jax.grad(
+        lambda p: temperature_loss(config, state, p, a_info["entropy"], batch.actions.shape[-1]), has_aux=True
+    )(state.temperature.params)
+    state = state.replace(
+        temperature=state.temperature.apply_gradients(grads=grads),
+        target_critic_params=polyak_update(state.critic.params, state.target_critic_params, config.tau),
+        step=state.step + 1,
+    )
+    return state, {**info, **a_info, **t_info}
+
+
+def act(config: Config, state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
+    """Deterministic: tanh(mean); stochastic: a sample of the tanh-squashed Gaussian."""
+    mean, log_std = state.actor.apply_fn(state.actor.params, observations)
+    if deterministic:
+        return jnp.tanh(mean)
+    return tanh_gaussian_sample_and_log_prob(mean, log_std, key)[0]
+
+
+def q_value(config: Config, state: State, observations: jax.Array, actions: jax.Array) -> jax.Array:
+    return state.critic.apply_fn(state.critic.params, observations, actions).min(axis=0)
+
+
+register(Algo(
+    name="cql",
+    description="Conservative Q-Learning, CQL(H): SAC whose critic pushes down an importance-sampled log-sum-exp of Q",
+    config_cls=Config,
+    init=init,
+    update=update,
+    act=act,
+    q_value=q_value,
+))
