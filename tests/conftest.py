@@ -55,6 +55,8 @@ def small_config(algo, **overrides):
     """The algorithm's default config with tiny networks and batches, for fast tests."""
     fields = {f.name for f in dataclasses.fields(algo.config_cls)}
     small = {"hidden_dims": (32, 32), "batch_size": 32}
+    # every width field (hidden_dims and component widths such as vae_hidden_dims) gets tiny networks
+    small.update({f: (32, 32) for f in fields if f.endswith("_hidden_dims")})
     values = {k: v for k, v in small.items() if k in fields}
     values.update(overrides)
     return algo.config_cls(**values)

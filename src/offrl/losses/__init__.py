@@ -63,6 +63,11 @@ def polyak_update(params, target_params, tau: float):
     return optax.incremental_update(params, target_params, tau)
 
 
+# Behaviour-model pieces of the support-constraint family (BCQ, BEAR), each in its own module.
+from offrl.losses.mmd import MMD_KERNELS, mmd_kernel_matrix, mmd_squared  # noqa: E402,F401
+from offrl.losses.vae import vae_loss  # noqa: E402,F401
+
+
 # Behaviour-policy pieces: pi_beta-hat's likelihood, the sampled KL of BRAC, the shared BC loss.
 from offrl.losses.behaviour import behaviour_nll_loss, cloning_loss, sampled_kl  # noqa: E402,F401
 

@@ -155,6 +155,10 @@ def tanh_gaussian_sample_and_log_prob(mean: jax.Array, log_std: jax.Array, key: 
     log_det = jnp.sum(2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
     return jnp.tanh(u), gaussian - log_det
 
+
+# The conditional action VAE of BCQ/BEAR lives in its own module (it uses MLP above).
+from offrl.nets.vae import ActionVAE, vae_sample  # noqa: E402,F401
+
 # The behaviour-policy proxy pi_beta-hat (tanh-Gaussian mixture) lives in its own module (it uses MLP above).
 from offrl.nets.behaviour import (  # noqa: E402,F401
     BehaviourPolicy, behaviour_log_prob, behaviour_mode, behaviour_sample, expand_dist, tanh_gaussian_log_prob,
