@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from offrl.algos import list_algos
+
 
 def run_cli(*args, env_home, timeout=300):
     env = {**os.environ, "OFFRL_HOME": str(env_home), "COLUMNS": "200"}
@@ -73,12 +75,12 @@ def test_algos_lists_each_with_description(home):
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["train", "nosuch"], "valid algorithms: bc, iql, sac_offline, td3bc"),
+        (["train", "nosuch"], "valid algorithms: " + ", ".join(list_algos())),
         (["train", "bc", "--dataset", "nosuch-data"], "pendulum-mixed"),
         (["train", "iql", "--algo.expectil", "0.9"], "did you mean --algo.expectile"),
         (["train", "iql", "--stepz", "3"], "valid options: --dataset, --steps"),
         (["eval", "/nonexistent/run"], "no checkpoint"),
-        (["frobnicate"], "valid commands: train, eval, algos, data, zoo"),
+        (["frobnicate"], "valid commands: train, eval, algos, data, zoo, bench, report"),
     ],
 )
 def test_bad_input_gets_a_clear_message_not_a_traceback(args, expected, home):

@@ -34,6 +34,8 @@ def evaluate(
     ref_min_score: float | None = None,
     ref_max_score: float | None = None,
     max_episode_steps: int | None = None,
+    discount: float | None = None,
+    reward_transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> list[dict]:
     """Run ``episodes`` episodes for each of ``num_policies`` policies evaluated in one batch.
 
@@ -49,7 +51,11 @@ def evaluate(
     Returns one dict per policy with ``return_mean``, ``return_std``, ``length_mean``,
     ``returns`` (list of floats, env order), ``lengths``; ``success_rate`` when the env reports
     ``success`` or ``is_success`` in ``info`` (an episode succeeds if the flag is truthy at any
-    step); ``normalized_score`` and ``normalized_score_std`` when both reference scores are given.
+    step); ``normalized_score`` and ``normalized_score_std`` when both reference scores are given;
+    ``initial_observations`` (episodes, obs_dim), the observation each episode started from. With
+    ``discount``: ``discounted_returns`` (per episode) and ``discounted_return_mean``, the sum of
+    ``discount**t * reward_transform(r_t)`` (``reward_transform`` defaults to the identity; pass an
+    algorithm's reward scaling to compare with its critic).
     """
     import gymnasium as gym
 
@@ -70,7 +76,10 @@ def evaluate(
 
         first = [env.reset(seed=int(seed) + (i % episodes))[0] for i, env in enumerate(envs)]
         obs = np.stack([np.asarray(o, dtype=np.float32).reshape(-1) for o in first])
+        initial = obs.copy()
         returns = np.zeros(n, dtype=np.float64)
+        discounted = np.zeros(n, dtype=np.float64)
+        weight = np.ones(n, dtype=np.float64)  # discount ** t of each env's next reward
         lengths = np.zeros(n, dtype=np.int64)
         success = np.zeros(n, dtype=bool)
         reports_success = False
@@ -84,6 +93,9 @@ def evaluate(
                 o, r, terminated, truncated, info = envs[i].step(actions[i])
                 obs[i] = np.asarray(o, dtype=np.float32).reshape(-1)
                 returns[i] += float(r)
+                if discount is not None:
+                    discounted[i] += weight[i] * float(reward_transform(np.float64(r)) if reward_transform else r)
+                    weight[i] *= discount
                 lengths[i] += 1
                 for key in _SUCCESS_KEYS:
                     if key in info:
@@ -105,7 +117,11 @@ def evaluate(
             "length_mean": float(lengths[sl].mean()),
             "returns": [float(x) for x in r],
             "lengths": [int(x) for x in lengths[sl]],
+            "initial_observations": initial[sl].copy(),
         }
+        if discount is not None:
+            res["discounted_returns"] = [float(x) for x in discounted[sl]]
+            res["discounted_return_mean"] = float(discounted[sl].mean())
         if reports_success:
             res["success_rate"] = float(success[sl].mean())
         if ref_min_score is not None:

@@ -140,6 +140,28 @@ def make_policy(algo: Algo, config: Any, transforms: Transforms):
     return policy
 
 
+def make_start_values(algo: Algo, config: Any, transforms: Transforms):
+    """Q(s0, pi(s0)) of every seed's critic at observations (seeds, envs, obs_dim) in env units, or None.
+
+    The over-estimation diagnostic: compared with the discounted return the policy then obtains
+    (in the same reward units: after the algorithm's reward scaling).
+    """
+    if algo.q_value is None:
+        return None
+
+    @jax.jit
+    def _values(states, obs):
+        obs = transforms.normalize_obs(obs)
+
+        def one(state, o):
+            actions = algo.act(config, state, o, jax.random.PRNGKey(0), True)
+            return algo.q_value(config, state, o, actions)
+
+        return jax.vmap(one)(states, obs)
+
+    return lambda states, observations: np.asarray(_values(states, jnp.asarray(observations, jnp.float32)), np.float64)
+
+
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -268,16 +290,26 @@ def fit(
 
     can_eval = dataset.info.env_id is not None and eval_episodes > 0
     policy = make_policy(algo, algo_config, transforms) if can_eval else None
+    start_values = make_start_values(algo, algo_config, transforms) if can_eval else None
 
     def run_eval(step: int) -> list[dict]:
         from offrl.evaluate import evaluate
 
+        discount = getattr(algo_config, "discount", None) if start_values is not None else None
         results = evaluate(
             lambda obs: policy(states, obs), dataset.info.env_id, episodes=eval_episodes, num_policies=seeds,
             seed=10_000, env_kwargs=dataset.info.env_kwargs or None,
             ref_min_score=dataset.info.ref_min_score, ref_max_score=dataset.info.ref_max_score,
+            discount=discount, reward_transform=transforms.scale_rewards,
         )
         row = _summarise_eval(results, step)
+        if discount is not None:  # the over-estimation diagnostic (offrl report RUN_DIR draws it)
+            q = start_values(states, np.stack([r["initial_observations"] for r in results]))  # (seeds, episodes)
+            realised = np.array([r["discounted_returns"] for r in results])
+            row.update(q_estimate=float(q.mean()), discounted_return=float(realised.mean()),
+                       q_ratio=float(q.mean() / realised.mean()) if realised.mean() != 0 else None,
+                       per_seed_q_estimate=[float(v) for v in q.mean(axis=1)],
+                       per_seed_discounted_return=[float(v) for v in realised.mean(axis=1)])
         logger.log("eval", row)
         return results
 
