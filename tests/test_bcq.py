@@ -37,14 +37,15 @@ def test_critic_target_is_soft_clipped_max_over_perturbed_vae_samples():
     key = jax.random.PRNGKey(7)
     loss, info = bcq.critic_loss(config, state, state.critic.params, batch, key)
     sampled, _ = vae_sample(bcq.vae_net(config, ACT_DIM), state.vae.params, batch.next_observations, key, 4, 0.5)
+    actor_apply, critic_apply = jax.jit(state.actor.apply_fn), jax.jit(state.critic.apply_fn)
     targets = []
     for i in range(B):
         s = batch.next_observations[i : i + 1]
         soft = []
         for j in range(4):
-            a = state.actor.apply_fn(state.target_actor_params, s, sampled[i, j][None])
+            a = actor_apply(state.target_actor_params, s, sampled[i, j][None])
             assert np.all(np.abs(np.asarray(a - sampled[i, j])) <= config.perturbation_scale + 1e-6)
-            qs = np.asarray(state.critic.apply_fn(state.target_critic_params, s, a))[:, 0]
+            qs = np.asarray(critic_apply(state.target_critic_params, s, a))[:, 0]
             soft.append(0.75 * qs.min() + 0.25 * qs.max())
         targets.append(float(batch.rewards[i]) + 0.99 * (1 - float(batch.terminals[i])) * max(soft))
     q = np.asarray(state.critic.apply_fn(state.critic.params, batch.observations, batch.actions))

@@ -61,7 +61,7 @@ def test_critic_target_is_conservative_max_over_target_policy_samples():
 @pytest.mark.parametrize("warm", [True, False])
 def test_actor_loss_matches_reference(actor_q, std_coef, warm):
     """-Qc + k std_k + alpha MMD (alpha MMD alone during the warm start), MMD on pre-tanh samples."""
-    config = _config(num_mmd_samples=4, actor_q=actor_q, ensemble_std_coef=std_coef, init_alpha=2.0,
+    config = _config(num_mmd_samples=4, actor_q=actor_q, ensemble_std_coef=std_coef, alpha=2.0,
                      warmstart_steps=10, mmd_sigma=0.5)
     state, batch = _state_and_batch(config)
     state = state.replace(step=jnp.asarray(3 if warm else 10, jnp.int32))
@@ -83,7 +83,8 @@ def _alpha_after_step(mmd_mean, **overrides):
     config = _config(**overrides)
     state = bear.init(config, DataSpec(OBS_DIM, ACT_DIM), jax.random.PRNGKey(0), 10)
     state, info = bear.alpha_step(config, state, jnp.asarray(mmd_mean, jnp.float32))
-    assert float(info["alpha_loss"]) == pytest.approx(-config.init_alpha * (mmd_mean - config.mmd_threshold), rel=1e-5)
+    eps = config.mmd_threshold or 0.0
+    assert float(info["alpha_loss"]) == pytest.approx(-config.alpha * (mmd_mean - eps), rel=1e-5)
     return float(state.alpha.apply_fn(state.alpha.params))
 
 
@@ -91,8 +92,8 @@ def test_dual_ascent_raises_alpha_above_the_threshold_lowers_it_below_and_clips(
     assert _alpha_after_step(0.2) == pytest.approx(math.exp(1e-3), rel=1e-5)  # MMD > eps: tighten (Adam's first step = lr)
     assert _alpha_after_step(0.01) == pytest.approx(math.exp(-1e-3), rel=1e-5)  # MMD < eps: relax
     assert _alpha_after_step(0.2, log_alpha_max=0.0) == pytest.approx(1.0)  # clipped at exp(log_alpha_max)
-    assert _alpha_after_step(0.01, init_alpha=math.exp(-5.0)) == pytest.approx(math.exp(-5.0), rel=1e-5)
-    assert _alpha_after_step(0.2, learn_alpha=False) == pytest.approx(1.0)
+    assert _alpha_after_step(0.01, alpha=math.exp(-5.0)) == pytest.approx(math.exp(-5.0), rel=1e-5)
+    assert _alpha_after_step(0.2, mmd_threshold=None) == pytest.approx(1.0)  # fixed alpha
 
 
 def test_update_runs_every_component_and_moves_alpha():
@@ -121,7 +122,8 @@ def test_act_picks_the_policy_sample_with_the_highest_q1():
 @pytest.mark.parametrize("field, value, message", [
     ("mmd_kernel", "cosine", "mmd_kernel must be one of laplacian, gaussian"), ("mmd_sigma", 0.0, "mmd_sigma must be"),
     ("num_qs", 0, "num_qs must be"), ("actor_q", "max", "actor_q must be"), ("lmbda", -0.1, "lmbda must be in"),
-    ("log_alpha_min", 20.0, "log_alpha_min must be <= log_alpha_max"), ("num_mmd_samples", 0, "num_mmd_samples must be"),
+    ("log_alpha_min", 20.0, "log_alpha_min must be <= log_alpha_max"), ("num_mmd_samples", 0, "num_mmd_samples must be"), ("mmd_threshold", -0.1, "mmd_threshold must be"),
+    ("alpha", 0.0, "alpha must be > 0"),
 ])
 def test_bad_config_values_are_named(field, value, message):
     with pytest.raises(ValueError, match=message):

@@ -8,11 +8,17 @@ ensemble Q while a Lagrange multiplier alpha holds its MMD to the VAE's samples 
   actor:   L_pi = E_s[ -Qc(s) + ensemble_std_coef * std_k Q_k + alpha * MMD(G(s), pi(.|s)) ],
            Qc = min_k (or mean_k) of the mean of Q_k over m policy samples; during the first
            ``warmstart_steps`` updates L_pi = E_s[ alpha * MMD ] only
-  alpha:   L_alpha = -alpha * (E_s[MMD] - eps)  (dual gradient ascent on log alpha, clipped to [-5, 10])
+  alpha:   L_alpha = -alpha * (E_s[MMD] - eps)  (dual gradient ascent on log alpha, clipped to [-5, 10]),
+           or a fixed alpha when ``mmd_threshold`` is None
   act:     argmax_{j<=n} Q_1(s, a_j),  a_j ~ pi(.|s)
 MMD = sqrt(MMD^2 + 1e-6) with the biased MMD^2 of ``offrl.losses.mmd_squared`` on m samples per
 state, computed on the pre-tanh actions of both models, and the m samples of both models use
 standard-normal noise / latents clipped to [-latent_clip, latent_clip] (all as the authors' code).
+With ``clip_all_samples`` (the default) the policy samples of the critic target and of ``act`` use
+the same clipped noise, so every action the agent bootstraps from or executes comes from the
+distribution the MMD constraint checks. The authors' code samples those two unclipped; on the OOD
+trap of tests/test_bear.py that choice (``clip_all_samples=False``) picked actions 0.37-0.68 beyond
+the support in seeds 0-2 (reward -1), the default stays inside.
 Update order as the authors' code: VAE, critic, actor, alpha, then Polyak averaging of the target
 critic and the target actor. Sampled actions of all states go through each network as one flat
 (B * n) batch; the actor's Gaussian is computed once per state and sampled n times.
@@ -56,20 +62,18 @@ class Config:
     """MMD kernel: laplacian exp(-||x-y||_1 / (2 mmd_sigma)) or gaussian exp(-||x-y||_2^2 / (2 mmd_sigma))."""
     mmd_sigma: float = 10.0
     """Kernel bandwidth sigma (the authors' recommendation: 10 with laplacian, 20 with gaussian)."""
-    mmd_threshold: float = 0.05
-    """eps: the constraint E_s[MMD] <= eps that the Lagrange multiplier alpha enforces."""
-    init_alpha: float = 1.0
-    """Initial Lagrange multiplier alpha, the weight of the MMD term in the actor loss (kept fixed when not ``learn_alpha``)."""
-    learn_alpha: bool = True
-    """Tune alpha by dual gradient ascent on the constraint (False: keep ``init_alpha``)."""
+    alpha: float = 1.0
+    """Weight of the MMD term in the actor loss (larger stays closer to the data); the initial value when trained."""
+    mmd_threshold: Optional[float] = 0.05
+    """eps. None: alpha stays fixed. A number: alpha is a Lagrange multiplier trained so the batch-mean MMD tracks eps."""
     alpha_lr: float = 1e-3
-    """Adam learning rate of log alpha."""
+    """Adam learning rate of log alpha (used only with ``mmd_threshold``)."""
     log_alpha_min: float = -5.0
     """log alpha is clipped to [log_alpha_min, log_alpha_max] after each update."""
     log_alpha_max: float = 10.0
     """Upper clip of log alpha."""
     warmstart_steps: int = 20_000
-    """During the first updates the actor minimises alpha * MMD only (support matching before Q maximisation)."""
+    """For the first ``warmstart_steps`` updates the actor minimises alpha * MMD only (support matching before Q maximisation)."""
     num_qs: int = 2
     """K: Q functions in the critic ensemble."""
     actor_q: Literal["min", "mean"] = "min"
@@ -129,7 +133,9 @@ def validate(config: Config) -> None:
         (config.num_mmd_samples >= 1, f"num_mmd_samples must be >= 1 (the paper uses 5 or 10); got {config.num_mmd_samples}"),
         (config.mmd_kernel in MMD_KERNELS, f"mmd_kernel must be one of {', '.join(MMD_KERNELS)}; got {config.mmd_kernel!r}"),
         (config.mmd_sigma > 0, f"mmd_sigma must be > 0; got {config.mmd_sigma}"),
-        (config.init_alpha > 0, f"init_alpha must be > 0 (alpha = exp(log alpha)); got {config.init_alpha}"),
+        (config.mmd_threshold is None or config.mmd_threshold >= 0,
+         f"mmd_threshold must be >= 0 (the MMD cannot be negative) or None (fixed alpha); got {config.mmd_threshold}"),
+        (config.alpha > 0, f"alpha must be > 0 (it is exp(log alpha)); got {config.alpha}"),
         (config.log_alpha_min <= config.log_alpha_max, f"log_alpha_min must be <= log_alpha_max; got {config.log_alpha_min} > {config.log_alpha_max}"),
         (config.num_qs >= 1, f"num_qs must be >= 1; got {config.num_qs}"),
         (config.actor_q in ("min", "mean"), f"actor_q must be 'min' or 'mean'; got {config.actor_q!r}"),
@@ -151,7 +157,7 @@ def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> St
     k_vae, k_actor, k_critic, k_sample = jax.random.split(key, 4)
     obs, acts = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.action_dim))
     vae, actor_net = vae_net(config, spec.action_dim), TanhGaussianActor(config.hidden_dims, spec.action_dim)
-    critic_net, alpha_net = Critic(config.hidden_dims, num_qs=config.num_qs), LogAlpha(config.init_alpha)
+    critic_net, alpha_net = Critic(config.hidden_dims, num_qs=config.num_qs), LogAlpha(config.alpha)
     vae_state = TrainState.create(apply_fn=vae.apply, params=vae.init(k_vae, obs, acts, k_sample), tx=optax.adam(config.vae_lr))
     actor = TrainState.create(apply_fn=actor_net.apply, params=actor_net.init(k_actor, obs), tx=optax.adam(config.actor_lr))
     critic = TrainState.create(apply_fn=critic_net.apply, params=critic_net.init(k_critic, obs, acts), tx=optax.adam(config.critic_lr))
@@ -215,16 +221,17 @@ def actor_loss(config: Config, state: State, params, batch: Batch, key: jax.Arra
 
 
 def alpha_loss(config: Config, state: State, params, mmd_mean: jax.Array) -> tuple[jax.Array, dict]:
-    """-alpha * (E[MMD] - eps): its gradient raises alpha while the MMD is above eps and lowers it below."""
+    """-alpha * (E[MMD] - eps): its descent raises alpha while the MMD is above eps and lowers it below."""
     alpha = state.alpha.apply_fn(params)
-    loss = -alpha * (jax.lax.stop_gradient(mmd_mean) - config.mmd_threshold)
+    eps = 0.0 if config.mmd_threshold is None else config.mmd_threshold
+    loss = -alpha * (jax.lax.stop_gradient(mmd_mean) - eps)
     return loss, {"alpha_loss": loss, "alpha": alpha}
 
 
 def alpha_step(config: Config, state: State, mmd_mean: jax.Array) -> tuple[State, dict]:
     """One Adam step on log alpha along -grad ``alpha_loss``, then log alpha clipped to [log_alpha_min, log_alpha_max]."""
     grads, info = jax.grad(lambda p: alpha_loss(config, state, p, mmd_mean), has_aux=True)(state.alpha.params)
-    if not config.learn_alpha:
+    if config.mmd_threshold is None:
         return state, info
     alpha = state.alpha.apply_gradients(grads=grads)
     clipped = jax.tree.map(lambda x: jnp.clip(x, config.log_alpha_min, config.log_alpha_max), alpha.params)
