@@ -34,7 +34,7 @@ from offrl.nets import MLP, ActionVAE, Critic, vae_sample
 
 @dataclass(frozen=True)
 class Config:
-    """BCQ; defaults from the authors' code release (continuous_BCQ: BCQ.py, main.py), which the paper's supplement describes."""
+    """BCQ; defaults from the authors' code release (continuous_BCQ: BCQ.py, main.py), see docs/algorithms/bcq.md."""
 
     discount: float = 0.99
     """Discount factor gamma."""
