@@ -191,7 +191,7 @@ def _evaluate_policy(env_id: str, act, episodes: int) -> dict:
 
     res = evaluate(policy, env_id, episodes=episodes, seed=REFERENCE_SEED)[0]
     return {"return_mean": res["return_mean"], "return_std": res["return_std"], "eval_episodes": episodes,
-            "eval_seed": REFERENCE_SEED, "eval_policy": "deterministic"}
+            "eval_seed": REFERENCE_SEED, "eval_policy": "deterministic", "returns": [round(r, 4) for r in res["returns"]]}
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, episodes: int = 100,
