@@ -180,3 +180,15 @@ def test_checkpoint_round_trip(name, dataset, tmp_path):
         np.testing.assert_array_equal(x, y)
     obs = dataset.observations[:8]
     np.testing.assert_array_equal(agent.act(obs, seed_index=1), offrl.load_agent(result.run_dir).act(obs, seed_index=1))
+    if agent.algo.q_value is not None:  # Q(s0, pi(s0)) as every evaluation logs it (the over-estimation diagnostic)
+        from offrl.train import make_start_values
+
+        algo, config = agent.algo, agent.config
+        starts = np.asarray(dataset.observations[:6]).reshape(2, 3, -1)
+        values = make_start_values(algo, config, result.transforms)(result.states, starts)
+        assert values.shape == (2, 3) and np.all(np.isfinite(values))
+        state = jax.tree.map(lambda x: x[1], result.states)
+        o = result.transforms.normalize_obs(starts[1])
+        direct = algo.q_value(config, state, o, algo.act(config, state, o, jax.random.PRNGKey(0), True))
+        np.testing.assert_allclose(values[1], np.asarray(direct), rtol=1e-5, atol=1e-5)
+
