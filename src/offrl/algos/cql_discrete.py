@@ -37,7 +37,7 @@ from offrl.nets import MLP
 class Config:
     """CQL(H) on double DQN. alpha = 1.0 is the authors' Atari setting for the 10% datasets (4.0 for
     the 1% ones; Kumar et al. 2020, run on QR-DQN, per the instructions of their released code); the
-    other fields are offrl's shared defaults (see docs/algorithms/discrete.md)."""
+    other fields are offrl's shared defaults (see docs/algorithms/cql_discrete.md)."""
 
     alpha: float = 1.0
     """Weight of the CQL(H) penalty logsumexp_a Q(s, a) - Q(s, a_data) against the TD loss; larger is more conservative, 0 is double DQN."""

@@ -44,7 +44,8 @@ def _has_refs(dataset: Dataset) -> bool:
 def dataset_summary(dataset: Dataset) -> dict[str, Any]:
     """Numbers describing a dataset, as a JSON-able dict.
 
-    Keys: ``name, env_id, transitions, episodes, obs_dim, act_dim``;
+    Keys: ``name, env_id, transitions, episodes, obs_dim, act_dim``; ``num_actions`` for a
+    discrete dataset;
     ``episode_return`` (mean/std/min/max and the :data:`QUANTILES` as ``q05..q95``);
     ``episode_length`` (mean/std/min/max); ``reward`` (per-step mean/std/min/max);
     ``terminals`` and ``timeouts`` (number of transitions flagged);
@@ -62,6 +63,7 @@ def dataset_summary(dataset: Dataset) -> dict[str, Any]:
         "episodes": dataset.num_episodes,
         "obs_dim": dataset.obs_dim,
         "act_dim": dataset.act_dim,
+        **({"num_actions": dataset.num_actions} if dataset.is_discrete else {}),
         "episode_return": _stats(returns, QUANTILES),
         "episode_length": _stats(lengths),
         "reward": _stats(dataset.rewards),
