@@ -28,6 +28,11 @@ DISCRETE = [name for name in ALGOS if list_algos()[name].discrete]
 CONTINUOUS = [name for name in ALGOS if name not in DISCRETE]
 
 
+def grouped(names):
+    """One xdist group per algorithm: its tests share one worker and so its compiled programs."""
+    return [pytest.param(n, marks=pytest.mark.xdist_group(n)) for n in names]
+
+
 @pytest.fixture
 def dataset(name):
     """The contract dataset of the algorithm under test: int actions for a discrete algorithm."""
@@ -68,7 +73,7 @@ def _field_docstrings(cls) -> dict[str, str | None]:
     return docs
 
 
-@pytest.mark.parametrize("name", ALGOS)
+@pytest.mark.parametrize("name", grouped(ALGOS))
 def test_config_is_frozen_and_documented(name):
     algo = offrl.algos.get_algo(name)
     config = algo.config_cls()
@@ -81,7 +86,7 @@ def test_config_is_frozen_and_documented(name):
     assert not undocumented, f"{name}.Config fields without a docstring: {undocumented}"
 
 
-@pytest.mark.parametrize("name", ALGOS)
+@pytest.mark.parametrize("name", grouped(ALGOS))
 def test_update_finite_and_changes_params(name, dataset):
     algo = offrl.algos.get_algo(name)
     config = small_config(algo)
@@ -89,22 +94,22 @@ def test_update_finite_and_changes_params(name, dataset):
     arrays = transforms.apply(dataset)  # the device data as offrl.fit builds it, with the algorithm's extras
     extras = algo.device_extras(config, arrays, dataset) if algo.device_extras is not None else None
     data = to_device(arrays, dataset, extras)
-    states, keys = init_agents(algo, config, DataSpec.from_dataset(dataset), 0, 1, 100)
+    states, keys = init_agents(algo, config, DataSpec.from_dataset(dataset), 0, 1, 40)  # as _train: compiled once
     before = _leaves(states)
-    chunk = make_train_chunk(algo, config, 10, 1)
+    chunk = make_train_chunk(algo, config, 20, 1)
     states, keys, metrics = chunk(states, keys, data)
     after = _leaves(states)
     assert metrics, "update returned no metrics"
     for key, value in metrics.items():
         assert np.isfinite(np.asarray(value)).all(), f"{name}: metric {key} is not finite: {value}"
     changed = [not np.array_equal(a, b) for a, b in zip(before, after) if a.dtype.kind == "f"]
-    assert sum(changed) >= len(changed) // 2, f"{name}: most parameters did not change after 10 updates"
+    assert sum(changed) >= len(changed) // 2, f"{name}: most parameters did not change after 20 updates"
 
 
-@pytest.mark.parametrize("name", CONTINUOUS)
+@pytest.mark.parametrize("name", grouped(CONTINUOUS))
 def test_actions_shape_and_bounds(name, tmp_path):
     dataset = make_dataset(act_dim=2, action_low=(-2.0, 0.0), action_high=(2.0, 0.5))
-    result = _train(name, dataset, tmp_path, "run", steps=20)
+    result = _train(name, dataset, tmp_path, "run")
     agent = offrl.load_agent(result.run_dir)
     obs = np.random.default_rng(1).normal(size=(64, dataset.obs_dim)).astype(np.float32) * 10
     for deterministic in (True, False):
@@ -117,10 +122,10 @@ def test_actions_shape_and_bounds(name, tmp_path):
         agent.act(np.zeros((4, dataset.obs_dim + 1)))
 
 
-@pytest.mark.parametrize("name", DISCRETE)
+@pytest.mark.parametrize("name", grouped(DISCRETE))
 def test_discrete_actions_are_indices(name, tmp_path):
     dataset = make_discrete_dataset(num_actions=4)
-    result = _train(name, dataset, tmp_path, "run", steps=20)
+    result = _train(name, dataset, tmp_path, "run")
     agent = offrl.load_agent(result.run_dir)
     assert agent.num_actions == 4
     obs = np.random.default_rng(1).normal(size=(64, dataset.obs_dim)).astype(np.float32) * 10
@@ -134,7 +139,7 @@ def test_discrete_actions_are_indices(name, tmp_path):
         agent.act(np.zeros((4, dataset.obs_dim + 1)))
 
 
-@pytest.mark.parametrize("name", ALGOS)
+@pytest.mark.parametrize("name", grouped(ALGOS))
 def test_wrong_action_kind_is_a_clear_error(name, tmp_path):
     """A continuous algorithm refuses discrete actions and vice versa, naming the algorithms that fit."""
     discrete = offrl.algos.get_algo(name).discrete
@@ -145,7 +150,7 @@ def test_wrong_action_kind_is_a_clear_error(name, tmp_path):
     assert "Fix: use a" in str(err.value) and (CONTINUOUS if discrete else DISCRETE)[0] in str(err.value)
 
 
-@pytest.mark.parametrize("name", ALGOS)
+@pytest.mark.parametrize("name", grouped(ALGOS))
 def test_same_seed_same_result(name, dataset, tmp_path):
     a = _train(name, dataset, tmp_path, "a", seed=3)
     b = _train(name, dataset, tmp_path, "b", seed=3)
@@ -155,7 +160,7 @@ def test_same_seed_same_result(name, dataset, tmp_path):
     assert any(not np.array_equal(x, z) for x, z in zip(_leaves(a.states), _leaves(c.states)))
 
 
-@pytest.mark.parametrize("name", ALGOS)
+@pytest.mark.parametrize("name", grouped(ALGOS))
 def test_several_seeds_in_one_call_match_separate_runs(name, dataset, tmp_path):
     first = _train(name, dataset, tmp_path, "first", seed=5)
     second = _train(name, dataset, tmp_path, "second", seed=6)
@@ -171,7 +176,7 @@ def test_several_seeds_in_one_call_match_separate_runs(name, dataset, tmp_path):
     assert any(not np.allclose(p[0], p[1]) for p in vmapped_params if p.dtype.kind == "f"), "seeds must differ"
 
 
-@pytest.mark.parametrize("name", ALGOS)
+@pytest.mark.parametrize("name", grouped(ALGOS))
 def test_checkpoint_round_trip(name, dataset, tmp_path):
     result = _train(name, dataset, tmp_path, "run", seeds=2)
     agent = offrl.load_agent(result.run_dir / "checkpoint.msgpack")

@@ -86,8 +86,13 @@ def resolve_seed_strategy(strategy: str) -> str:
     return strategy
 
 
-@functools.lru_cache(maxsize=64)  # configs are frozen dataclasses: repeated fits reuse the compiled code
 def make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int, strategy: str = "vmap"):
+    """See :func:`_make_train_chunk`; one seed runs the same program whatever the strategy (one cache entry)."""
+    return _make_train_chunk(algo, config, num_updates, seeds, strategy if seeds > 1 else "single")
+
+
+@functools.lru_cache(maxsize=128)  # configs are frozen dataclasses: repeated fits reuse the compiled code
+def _make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int, strategy: str):
     """A jitted ``(states, keys, data) -> (states, keys, metrics)`` doing ``num_updates`` updates per seed.
 
     Seeds run batched with ``vmap`` or one after another with ``lax.map`` (``strategy``); both
