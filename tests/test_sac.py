@@ -289,3 +289,41 @@ def test_online_sac_learns_pendulum(tmp_path):
     again = evaluate(lambda o: agent.act(o[0])[None], "Pendulum-v1", episodes=10, seed=10_000)[0]
     np.testing.assert_allclose(again["return_mean"], card["return_mean"], rtol=1e-2)
     np.testing.assert_array_equal(agent.act(np.zeros(3)), offrl.load_agent(result.run_dir).act(np.zeros(3)))
+
+
+def _countdown_run(tmp_path, name, **kw):
+    base = dict(env_steps=32, start_steps=8, update_every=8, eval_episodes=0, seed=5, progress=False, plot=False)
+    return train_online(sac.Config(hidden_dims=(8,), batch_size=8), COUNTDOWN, run_dir=tmp_path / name, **{**base, **kw})
+
+
+def test_online_seeds_train_each_agent_as_its_own_run(tmp_path):
+    """A 2-seed run is the runs with seed 5 and seed 6 side by side: the same random warm-up, the
+    same first policy actions and (up to float rounding of the batched updates) the same agents."""
+    multi = _countdown_run(tmp_path, "multi", seeds=2, seed_strategy="vmap")
+    singles = [_countdown_run(tmp_path, f"single-{s}", seed=s) for s in (5, 6)]
+    assert [r.run_dir.name for r in multi] == ["seed-5", "seed-6"]
+    for m, s, seed in zip(multi, singles, (5, 6)):
+        assert m.updates == s.updates == 32  # from the block that ends at start_steps
+        assert json.loads((m.run_dir / "config.json").read_text())["loop"]["seed"] == seed
+        np.testing.assert_array_equal(np64(m.buffer.observations), np64(s.buffer.observations))
+        np.testing.assert_array_equal(np64(m.buffer.actions)[:8], np64(s.buffer.actions)[:8])  # the random warm-up
+        np.testing.assert_allclose(np64(m.buffer.actions), np64(s.buffer.actions), atol=1e-5)
+        for a, b in zip(jax.tree.leaves(m.state), jax.tree.leaves(s.state)):
+            np.testing.assert_allclose(np64(a), np64(b), atol=1e-5)
+        assert (m.run_dir / "train.jsonl").exists() and (m.run_dir / "checkpoint.msgpack").exists()
+    # different seeds: different warm-up actions
+    assert not np.array_equal(np64(multi[0].buffer.actions), np64(multi[1].buffer.actions))
+
+
+def test_online_overlap_collects_with_the_policy_of_two_blocks_back(tmp_path):
+    """Block 1 (steps 0-7) is random; updates start after it. Without overlap, block 2 is collected by
+    the agent after block 1's updates; with overlap, by the agent before them (the initial one), so
+    its actions equal those of a run that never updates, while block 3's do not."""
+    frozen = _countdown_run(tmp_path, "frozen", updates_per_step=0)
+    lagged = _countdown_run(tmp_path, "lagged", overlap=True)
+    fresh = _countdown_run(tmp_path, "fresh", overlap=False)
+    act = lambda r: np64(r.buffer.actions)
+    np.testing.assert_array_equal(act(lagged)[:16], act(frozen)[:16])
+    assert not np.allclose(act(lagged)[16:24], act(frozen)[16:24])
+    assert not np.allclose(act(fresh)[8:16], act(frozen)[8:16])
+    assert lagged.updates == fresh.updates == 32

@@ -117,17 +117,19 @@ def buffer_sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int, discoun
 
 
 @functools.lru_cache(maxsize=32)
-def make_online_block(algo: Algo, config: Any, num_updates: int):
-    """A jitted ``(state, buffer, key, transitions) -> (state, buffer, key, metrics)``.
+def make_online_block(algo: Algo, config: Any, num_updates: int, seeds: int = 1, strategy: str = "vmap"):
+    """A jitted ``(states, buffers, keys, transitions) -> (states, buffers, keys, metrics)`` over ``seeds`` agents.
 
-    Adds the block's transitions (a tuple ``(obs, unit_actions, rewards, next_obs, terminals)``) to
-    the buffer, then runs ``num_updates`` updates with ``lax.scan`` on uniform buffer batches. The
-    metrics are averaged over the block on the device (NaN entries skipped); empty when
-    ``num_updates == 0``. The state and the buffer are donated (updated in place).
+    Every argument has a leading seeds axis. For each agent: adds the block's transitions (a tuple
+    ``(obs, unit_actions, rewards, next_obs, terminals)``) to its buffer, then runs ``num_updates``
+    updates with ``lax.scan`` on uniform batches of its buffer. The agents are batched with ``vmap``
+    (accelerators) or run one after another with ``lax.map`` (``strategy="map"``, CPU); one agent runs
+    the plain program. The metrics are averaged over the block on the device (NaN entries skipped),
+    shape ``(seeds,)`` each; empty when ``num_updates == 0``. States and buffers are donated.
     """
     discount = float(getattr(config, "discount", 1.0))
 
-    def run(state, buffer, key, transitions):
+    def one(state, buffer, key, transitions):
         buffer = buffer_add(buffer, *transitions)
         if num_updates == 0:
             return state, buffer, key, {}
@@ -141,19 +143,30 @@ def make_online_block(algo: Algo, config: Any, num_updates: int):
         metrics = jax.tree.map(lambda m: jnp.nanmean(m.astype(jnp.float32), axis=0), metrics)
         return state, buffer, key, metrics
 
+    def run(states, buffers, keys, transitions):
+        if seeds == 1:
+            out = one(*jax.tree.map(lambda x: x[0], (states, buffers, keys, transitions)))
+            return jax.tree.map(lambda x: x[None], out)
+        if strategy == "map":
+            return jax.lax.map(lambda args: one(*args), (states, buffers, keys, transitions))
+        return jax.vmap(one)(states, buffers, keys, transitions)
+
     return jax.jit(run, donate_argnums=(0, 1))
 
 
 @functools.lru_cache(maxsize=32)
 def _make_explore(algo: Algo, config: Any):
-    """Jitted stochastic policy for data collection: ``(state, obs, key) -> (unit actions, next key)``."""
+    """Jitted stochastic policy for data collection over agents:
+    ``(states, obs [seeds, envs, obs_dim], keys [seeds]) -> (unit actions [seeds, envs, act_dim], next keys)``.
 
-    @jax.jit
-    def explore(state, obs, key):
+    It runs where its inputs live (the accelerator, or the host CPU when collection overlaps training).
+    """
+
+    def one(state, obs, key):
         key, sub = jax.random.split(key)
         return algo.act(config, state, obs, sub, False), key
 
-    return explore
+    return jax.jit(jax.vmap(one))
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -202,6 +215,9 @@ def train_online(
     update_every: int = 50,
     buffer_size: int = 1_000_000,
     seed: int = 0,
+    seeds: int = 1,
+    seed_strategy: str = "auto",
+    overlap: bool | None = None,
     snapshot_every: int | None = None,
     eval_every: int | None = None,
     eval_episodes: int = 10,
@@ -211,7 +227,7 @@ def train_online(
     max_episode_steps: int | None = None,
     progress: bool = True,
     plot: bool = True,
-) -> OnlineResult:
+) -> OnlineResult | list[OnlineResult]:
     """Train the agent whose ``Config`` is ``config`` (SAC: ``offrl.algos.sac.Config``) online in ``env_id``.
 
     ``env_steps`` transitions are collected in total over ``num_envs`` environments (env ``i`` is
@@ -221,6 +237,16 @@ def train_online(
     ``round(update_every * updates_per_step)`` updates of ``config.batch_size`` transitions (the
     update-to-data ratio). The buffer keeps the last ``buffer_size`` transitions.
 
+    ``seeds`` > 1 trains that many independent agents in one process, agent ``k`` exactly as a run
+    with ``seed + k`` (its own envs, warm-up actions, buffer and keys), their updates batched
+    (``seed_strategy``: ``vmap`` on accelerators, ``map`` on CPU, as :func:`offrl.fit`). Each agent
+    logs to ``run_dir/seed-{seed + k}``, and a list of results is returned (one result otherwise).
+
+    ``overlap`` (default: on when JAX's default backend is an accelerator): the envs are stepped on
+    the host while the accelerator runs the previous block's updates, with a host copy of the
+    policy. A block is then collected by the policy of two blocks back (``update_every`` updates
+    older than without overlap), which hides the env stepping behind the updates.
+
     Logged to the run folder like :func:`offrl.fit` (``step`` is the env step): ``train.jsonl/csv``
     every ``log_every`` env steps (algorithm metrics, returns of finished training episodes, env
     steps/s), ``eval.jsonl/csv`` for the deterministic policy over ``eval_episodes`` episodes (reset
@@ -228,34 +254,42 @@ def train_online(
     """
     from offrl.envs import make_env
     from offrl.evaluate import evaluate
-    from offrl.train import _summarise_eval, config_to_dict, init_agents, make_policy
+    from offrl.train import _summarise_eval, config_to_dict, init_agents, make_policy, resolve_seed_strategy
 
     algo = algo_for_config(config)
-    if env_steps < 1 or num_envs < 1 or update_every < 1 or updates_per_step < 0 or start_steps < 0:
+    if env_steps < 1 or num_envs < 1 or update_every < 1 or updates_per_step < 0 or start_steps < 0 or seeds < 1:
         raise ValueError(
-            f"need env_steps, num_envs, update_every >= 1 and start_steps, updates_per_step >= 0; got "
-            f"env_steps={env_steps}, num_envs={num_envs}, update_every={update_every}, "
+            f"need env_steps, num_envs, update_every, seeds >= 1 and start_steps, updates_per_step >= 0; got "
+            f"env_steps={env_steps}, num_envs={num_envs}, update_every={update_every}, seeds={seeds}, "
             f"start_steps={start_steps}, updates_per_step={updates_per_step}"
         )
+    strategy = resolve_seed_strategy(seed_strategy)
+    if overlap is None:
+        overlap = jax.default_backend() != "cpu"
     block = max(num_envs, (update_every // num_envs) * num_envs)  # env steps per block: whole steps of every env
+    agent_seeds = [int(seed) + k for k in range(seeds)]
 
-    envs = [make_env(env_id, env_kwargs, max_episode_steps=max_episode_steps) for _ in range(num_envs)]
+    envs = [[make_env(env_id, env_kwargs, max_episode_steps=max_episode_steps) for _ in range(num_envs)]
+            for _ in agent_seeds]
     try:
-        obs = np.stack([np.asarray(env.reset(seed=int(seed) + i)[0], np.float32).reshape(-1) for i, env in enumerate(envs)])
-        obs_dim = obs.shape[1]
-        transforms = _action_transforms(envs[0], obs_dim)
+        obs = np.stack([np.stack([np.asarray(env.reset(seed=s + i)[0], np.float32).reshape(-1) for i, env in enumerate(row)])
+                        for s, row in zip(agent_seeds, envs)])  # [seeds, num_envs, obs_dim]
+        obs_dim = obs.shape[-1]
+        transforms = _action_transforms(envs[0][0], obs_dim)
         act_dim = int(transforms.action_low.shape[0])
         spec = DataSpec(obs_dim=obs_dim, action_dim=act_dim)
         total_updates = int(round(max(env_steps - start_steps, 0) * updates_per_step))
-        states, train_keys = init_agents(algo, config, spec, seed, 1, max(total_updates, 1))
-        state = jax.tree.map(lambda x: x[0], states)
-        train_key = train_keys[0]
-        act_key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
-        rng = np.random.default_rng(seed)
-        buffer = buffer_init(min(buffer_size, env_steps), obs_dim, act_dim)
+        agent_states = [init_agents(algo, config, spec, s, 1, max(total_updates, 1)) for s in agent_seeds]
+        state = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[st for st, _ in agent_states])
+        train_keys = jnp.concatenate([k for _, k in agent_states])
+        act_keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 1) for s in agent_seeds])
+        rngs = [np.random.default_rng(s) for s in agent_seeds]
+        capacity = min(buffer_size, env_steps)
+        buffers = jax.vmap(lambda _: buffer_init(capacity, obs_dim, act_dim))(jnp.arange(seeds))
 
-        run_dir = Path(run_dir) if run_dir is not None else _default_run_dir(env_id)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if run_dir is None:
+            run_dir = _default_run_dir(env_id)
+        run_dirs = [Path(run_dir)] if seeds == 1 else [Path(run_dir) / f"seed-{s}" for s in agent_seeds]
         info = DatasetInfo(
             name=f"online-{env_id}", env_id=env_id, env_kwargs=dict(env_kwargs or {}),
             action_low=transforms.action_low, action_high=transforms.action_high,
@@ -263,88 +297,110 @@ def train_online(
         )
         online_settings = dict(env_steps=env_steps, num_envs=num_envs, start_steps=start_steps,
                                updates_per_step=updates_per_step, update_every=block, buffer_size=buffer_size,
-                               snapshot_every=snapshot_every, eval_every=eval_every, eval_episodes=eval_episodes)
-        meta = dict(
-            offrl_version=__version__, algo=algo.name, algo_config=config_to_dict(config),
-            transforms=transforms.to_dict(), dataset_info=info.to_dict(), dataset_source=f"online:{env_id}",
-            spec=dataclasses.asdict(spec), loop=dict(steps=max(total_updates, 1), seed=seed, seeds=1, chunk=block),
-            online=online_settings, training="online",
-        )
-        (run_dir / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-        logger = RunLogger(run_dir)
+                               snapshot_every=snapshot_every, eval_every=eval_every, eval_episodes=eval_episodes,
+                               seeds_in_process=seeds, overlap=bool(overlap))
+        metas, loggers = [], []
+        for s, rd in zip(agent_seeds, run_dirs):
+            rd.mkdir(parents=True, exist_ok=True)
+            meta = dict(
+                offrl_version=__version__, algo=algo.name, algo_config=config_to_dict(config),
+                transforms=transforms.to_dict(), dataset_info=info.to_dict(), dataset_source=f"online:{env_id}",
+                spec=dataclasses.asdict(spec), loop=dict(steps=max(total_updates, 1), seed=s, seeds=1, chunk=block),
+                online=online_settings, training="online",
+            )
+            (rd / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+            metas.append(meta)
+            loggers.append(RunLogger(rd))
         policy = make_policy(algo, config, transforms)
         explore = _make_explore(algo, config)
+        cpu = jax.devices("cpu")[0]
 
-        def run_eval(step: int, updates: int) -> dict:
-            batched = jax.tree.map(lambda x: x[None], state)
-            results = evaluate(lambda o: policy(batched, o), env_id, episodes=eval_episodes, seed=10_000,
-                               env_kwargs=env_kwargs, max_episode_steps=max_episode_steps)
-            row = {**_summarise_eval(results, step), "updates": updates, "episode_return_std": results[0]["return_std"]}
-            logger.log("eval", row)  # return_std: over seeds, as fit's eval.csv (0 for one agent)
-            return {**row, "return_std": results[0]["return_std"], "returns": results[0]["returns"]}
+        def run_eval(step: int, updates: int) -> list[dict]:
+            results = evaluate(lambda o: policy(state, o), env_id, episodes=eval_episodes, num_policies=seeds,
+                               seed=10_000, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps)
+            rows = []
+            for k, res in enumerate(results):
+                row = {**_summarise_eval([res], step), "updates": updates, "episode_return_std": res["return_std"]}
+                loggers[k].log("eval", row)  # return_std: over seeds, as fit's eval.csv (0 for one agent)
+                rows.append({**row, "return_std": res["return_std"], "returns": res["returns"]})
+            return rows
 
-        snapshots: list[Path] = []
+        snapshots: list[list[Path]] = [[] for _ in agent_seeds]
 
-        def snapshot(step: int, updates: int, ev: dict, path: Path, card: bool) -> None:
-            batched = jax.tree.map(lambda x: x[None], jax.device_get(state))
-            snap_meta = {**meta, "step": updates, "env_steps": step, "return_mean": ev["return_mean"],
-                         "return_std": ev["return_std"], "eval_episodes": eval_episodes}
-            save_checkpoint(path, serialization.to_state_dict(batched), np.asarray(jax.device_get(train_key))[None], snap_meta)
-            if not card:
-                return
-            card_data = {
-                "policy_file": path.name, "env": env_id, "env_kwargs": dict(env_kwargs or {}), "env_steps": step,
-                "updates": updates, "seed": seed, "algo": algo.name, "return_mean": ev["return_mean"],
-                "return_std": ev["return_std"], "eval_episodes": eval_episodes, "eval_seed": 10_000,
-                "eval_policy": "deterministic", "returns": ev["returns"], "offrl_version": __version__,
-            }
-            path.with_suffix(".json").write_text(json.dumps(card_data, indent=2) + "\n")
+        def snapshot(step: int, updates: int, evs: list[dict], name: str, card: bool) -> None:
+            host = jax.device_get((state, train_keys))
+            for k, (s, rd) in enumerate(zip(agent_seeds, run_dirs)):
+                ev, path = evs[k], rd / name
+                one = jax.tree.map(lambda x: np.asarray(x)[k:k + 1], host[0])
+                snap_meta = {**metas[k], "step": updates, "env_steps": step, "return_mean": ev["return_mean"],
+                             "return_std": ev["return_std"], "eval_episodes": eval_episodes}
+                save_checkpoint(path, serialization.to_state_dict(one), np.asarray(host[1])[k:k + 1], snap_meta)
+                if not card:
+                    continue
+                card_data = {
+                    "policy_file": path.name, "env": env_id, "env_kwargs": dict(env_kwargs or {}), "env_steps": step,
+                    "updates": updates, "seed": s, "algo": algo.name, "return_mean": ev["return_mean"],
+                    "return_std": ev["return_std"], "eval_episodes": eval_episodes, "eval_seed": 10_000,
+                    "eval_policy": "deterministic", "returns": ev["returns"], "offrl_version": __version__,
+                }
+                path.with_suffix(".json").write_text(json.dumps(card_data, indent=2) + "\n")
+                snapshots[k].append(path)
 
-        ep_return, ep_length = np.zeros(num_envs), np.zeros(num_envs, np.int64)
-        finished: list[float] = []
+        ep_return, ep_length = np.zeros((seeds, num_envs)), np.zeros((seeds, num_envs), np.int64)
+        finished: list[list[float]] = [[] for _ in agent_seeds]
         pending_metrics: list[dict] = []
         step = updates = filled = 0
         next_log = log_every
         next_eval = eval_every
         next_snap = snapshot_every
-        final_eval: dict = {}
+        final_evals: list[dict] = [{} for _ in agent_seeds]
         t_start = t_log = time.perf_counter()
         steps_at_log = updates_at_log = 0
-        bar = _Progress(progress, env_steps, f"{algo.name} online on {env_id}")
+        title = f"{algo.name} online on {env_id}" + (f" ({seeds} seeds)" if seeds > 1 else "")
+        bar = _Progress(progress, env_steps, title)
+        no_eval = {"return_mean": None, "return_std": None, "returns": []}
+        # the policy that collects the next block: the agents themselves, or a host copy (overlap)
+        acting, acting_keys = (jax.device_put((state, act_keys), cpu) if overlap else (state, act_keys))
         try:
             while step < env_steps:
                 n_block = min(block, ((env_steps - step + num_envs - 1) // num_envs) * num_envs)
                 rec = {k: [] for k in ("obs", "act", "rew", "next", "term")}
                 for _ in range(n_block // num_envs):
                     if step < start_steps:
-                        unit = rng.uniform(-1.0, 1.0, size=(num_envs, act_dim)).astype(np.float32)
+                        unit = np.stack([r.uniform(-1.0, 1.0, size=(num_envs, act_dim)) for r in rngs]).astype(np.float32)
                     else:
-                        unit, act_key = explore(state, jnp.asarray(obs), act_key)
+                        unit, acting_keys = explore(acting, jax.device_put(obs, cpu) if overlap else jnp.asarray(obs),
+                                                    acting_keys)
                         unit = np.asarray(unit)
                     env_actions = transforms.action_from_unit(unit)
-                    for i, env in enumerate(envs):
-                        o2, r, terminated, truncated, _ = env.step(env_actions[i])
-                        o2 = np.asarray(o2, np.float32).reshape(-1)
-                        rec["obs"].append(obs[i].copy())
-                        rec["act"].append(unit[i])
-                        rec["rew"].append(float(r))
-                        rec["next"].append(o2)
-                        rec["term"].append(float(terminated))
-                        ep_return[i] += float(r)
-                        ep_length[i] += 1
-                        if terminated or truncated:
-                            finished.append(float(ep_return[i]))
-                            ep_return[i], ep_length[i] = 0.0, 0
-                            o2 = np.asarray(env.reset()[0], np.float32).reshape(-1)
-                        obs[i] = o2
+                    prev, nxt = obs.copy(), np.empty_like(obs)
+                    rew, term = np.zeros((seeds, num_envs), np.float32), np.zeros((seeds, num_envs), np.float32)
+                    for k, row in enumerate(envs):
+                        for i, env in enumerate(row):
+                            o2, r, terminated, truncated, _ = env.step(env_actions[k, i])
+                            nxt[k, i] = np.asarray(o2, np.float32).reshape(-1)
+                            rew[k, i], term[k, i] = float(r), float(terminated)
+                            ep_return[k, i] += float(r)
+                            ep_length[k, i] += 1
+                            obs[k, i] = nxt[k, i]
+                            if terminated or truncated:
+                                finished[k].append(float(ep_return[k, i]))
+                                ep_return[k, i], ep_length[k, i] = 0.0, 0
+                                obs[k, i] = np.asarray(env.reset()[0], np.float32).reshape(-1)
+                    for key, value in zip(("obs", "act", "rew", "next", "term"), (prev, unit, rew, nxt, term)):
+                        rec[key].append(value)
                     step += num_envs
-                filled = min(filled + n_block, buffer.capacity)
+                filled = min(filled + n_block, capacity)
                 learn = step >= start_steps and filled >= config.batch_size
                 n_updates = int(round(n_block * updates_per_step)) if learn else 0
-                transitions = (np.stack(rec["obs"]), np.stack(rec["act"]), np.asarray(rec["rew"], np.float32),
-                               np.stack(rec["next"]), np.asarray(rec["term"], np.float32))
-                state, buffer, train_key, metrics = make_online_block(algo, config, n_updates)(
-                    state, buffer, train_key, transitions)
+                # [steps, seeds, envs, ...] -> [seeds, steps * envs, ...]: per agent, env steps in time order
+                transitions = tuple(np.swapaxes(np.stack(rec[key]), 0, 1).reshape((seeds, n_block) + rec[key][0].shape[2:])
+                                    for key in ("obs", "act", "rew", "next", "term"))
+                if overlap:  # host copy of the agents before this block's updates, for the next block
+                    next_acting = jax.device_put(jax.device_get(state), cpu)
+                state, buffers, train_keys, metrics = make_online_block(algo, config, n_updates, seeds, strategy)(
+                    state, buffers, train_keys, transitions)
+                acting = next_acting if overlap else state
                 updates += n_updates
                 if metrics:
                     pending_metrics.append(metrics)
@@ -353,45 +409,55 @@ def train_online(
                 if step >= next_log or last:
                     jax.block_until_ready(state)
                     now = time.perf_counter()
-                    row = {"step": step, "updates": updates, "env_steps_per_s": (step - steps_at_log) / (now - t_log),
-                           "updates_per_s": (updates - updates_at_log) / (now - t_log), "elapsed_s": now - t_start,
-                           "episodes": len(finished),
-                           "episode_return_mean": float(np.mean(finished)) if finished else None}
-                    for key, values in jax.device_get(_stack(pending_metrics)).items():
-                        values = np.asarray(values, np.float64)
-                        row[key] = float(np.nanmean(values)) if np.isfinite(values).any() else None
-                    logger.log("train", row)
-                    bar.update(step, row["env_steps_per_s"], None)
-                    finished, pending_metrics = [], []
+                    stacked = {key: np.asarray(v, np.float64) for key, v in jax.device_get(_stack(pending_metrics)).items()}
+                    for k in range(seeds):
+                        row = {"step": step, "updates": updates, "env_steps_per_s": (step - steps_at_log) / (now - t_log),
+                               "updates_per_s": (updates - updates_at_log) / (now - t_log), "elapsed_s": now - t_start,
+                               "episodes": len(finished[k]),
+                               "episode_return_mean": float(np.mean(finished[k])) if finished[k] else None}
+                        for key, values in stacked.items():
+                            values = values[:, k]
+                            row[key] = float(np.nanmean(values)) if np.isfinite(values).any() else None
+                        loggers[k].log("train", row)
+                    bar.update(step, (step - steps_at_log) / (now - t_log), None)
+                    finished, pending_metrics = [[] for _ in agent_seeds], []
                     t_log, steps_at_log, updates_at_log = now, step, updates
                     next_log = (step // log_every + 1) * log_every
                 snap_due = last or (next_snap is not None and step >= next_snap)
                 if eval_episodes > 0 and (snap_due or (next_eval is not None and step >= next_eval)):
-                    ev = run_eval(step, updates)
-                    bar.update(step, None, f"return {ev['return_mean']:.1f} ± {ev['return_std']:.1f}")
+                    evs = run_eval(step, updates)
+                    score = "  ".join(f"{ev['return_mean']:.1f}" for ev in evs)
+                    bar.update(step, None, f"return {score}" if seeds > 1 else
+                               f"return {evs[0]['return_mean']:.1f} ± {evs[0]['return_std']:.1f}")
                 else:
-                    ev = {"return_mean": None, "return_std": None, "returns": []}
+                    evs = [no_eval] * seeds
                 if snap_due:
-                    path = run_dir / f"policy-{step:08d}.msgpack"
-                    snapshot(step, updates, ev, path, card=True)
-                    snapshots.append(path)
+                    snapshot(step, updates, evs, f"policy-{step:08d}.msgpack", card=True)
                 if last:
-                    snapshot(step, updates, ev, run_dir / FILENAME, card=False)
-                    final_eval = ev
+                    snapshot(step, updates, evs, FILENAME, card=False)
+                    final_evals = evs
                 if next_eval is not None and step >= next_eval:
                     next_eval = (step // eval_every + 1) * eval_every
                 if next_snap is not None and step >= next_snap:
                     next_snap = (step // snapshot_every + 1) * snapshot_every
         finally:
             bar.close()
-            logger.close()
+            for logger in loggers:
+                logger.close()
     finally:
-        for env in envs:
-            env.close()
+        for row in envs:
+            for env in row:
+                env.close()
     if plot:
-        plot_run(run_dir)
-    return OnlineResult(run_dir=run_dir, state=state, buffer=buffer, transforms=transforms, env_steps=step,
-                        updates=updates, final_eval=final_eval, snapshots=snapshots)
+        for rd in run_dirs:
+            plot_run(rd)
+    results = [
+        OnlineResult(run_dir=rd, state=jax.tree.map(lambda x: x[k], state), buffer=jax.tree.map(lambda x: x[k], buffers),
+                     transforms=transforms, env_steps=step, updates=updates,
+                     final_eval=final_evals[k], snapshots=snapshots[k])
+        for k, rd in enumerate(run_dirs)
+    ]
+    return results[0] if seeds == 1 else results
 
 
 def _stack(metrics: list[dict]) -> dict:

@@ -1,6 +1,6 @@
 """``offrl zoo train ENV``: train a SAC behaviour policy online and keep policy snapshots along the way.
 
-    offrl zoo train ENV [--env-steps N] [--seed S] [--out DIR] [--snapshot-every N] [--algo.FIELD VALUE ...]
+    offrl zoo train ENV [--env-steps N] [--seed S] [--seeds N] [--out DIR] [--snapshot-every N] [--algo.FIELD VALUE ...]
 
 The snapshots (``policy-NNNNNNNN.msgpack`` with a JSON card each, see :mod:`offrl.online`) are the
 behaviour policies of benchmark datasets: early ones are "medium"-like, the last one "expert"-like.
@@ -43,7 +43,8 @@ deterministic policy (reset seeds ``REFERENCE_SEED + j``):
 * ``medium``: among the snapshots before the expert whose training-time return is within 0.15-0.55
   of the normalised scale, the one whose 100-episode score is closest to ``--medium-target`` (1/3),
   required to land in 0.25-0.45;
-* ``series-KK``: up to ``--series`` (5) snapshots spread evenly over training before the medium one.
+* ``series-KK``: up to ``--series`` (5) snapshots spread evenly over training before the medium one,
+  among those that score no higher than medium (in training-time and 100-episode evaluations).
 """
 
 from __future__ import annotations
@@ -92,8 +93,10 @@ class ZooTrainArgs:
     """Environment steps in total (default: the environment's entry in offrl.zoo.ZOO_DEFAULTS)."""
     seed: int = 0
     """Seed of the agent, the random warm-up actions and the environments' first resets."""
+    seeds: int = 1
+    """Independent agents trained together (seeds S, S+1, ...; updates batched on an accelerator), each in its own run folder."""
     out: Optional[str] = None
-    """Run folder (default: $OFFRL_ZOO or ./zoo, then ENV/seed-S)."""
+    """Run folder (default: $OFFRL_ZOO or ./zoo, then ENV/seed-S); with --seeds N > 1 the folder that holds seed-S, seed-S+1, ..."""
     snapshot_every: Optional[int] = None
     """Save a policy snapshot every this many env steps (default: the environment's entry)."""
     start_steps: Optional[int] = None
@@ -123,17 +126,21 @@ def _train(argv: list[str]) -> int:
     config = args.algo
     if not any(a.startswith("--algo.hidden-dims") or a.startswith("--algo.hidden_dims") for a in argv):
         config = dataclasses.replace(config, hidden_dims=base.hidden_dims)
-    out = Path(args.out) if args.out else Path(os.environ.get("OFFRL_ZOO", "zoo")) / args.env.replace("/", "_") / f"seed-{args.seed}"
-    result = train_online(
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    env_dir = Path(os.environ.get("OFFRL_ZOO", "zoo")) / args.env.replace("/", "_")
+    out = Path(args.out) if args.out else (env_dir / f"seed-{args.seed}" if args.seeds == 1 else env_dir)
+    results = train_online(
         config, args.env,
         env_steps=args.env_steps if args.env_steps is not None else base.env_steps,
         num_envs=args.num_envs,
         start_steps=args.start_steps if args.start_steps is not None else base.start_steps,
         updates_per_step=args.updates_per_step if args.updates_per_step is not None else base.updates_per_step,
         snapshot_every=args.snapshot_every if args.snapshot_every is not None else base.snapshot_every,
-        seed=args.seed, eval_episodes=args.eval_episodes, run_dir=out, progress=args.progress,
+        seed=args.seed, seeds=args.seeds, eval_episodes=args.eval_episodes, run_dir=out, progress=args.progress,
     )
-    _print_snapshots(result)
+    for result in (results if isinstance(results, list) else [results]):
+        _print_snapshots(result)
     return 0
 
 
@@ -248,13 +255,17 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
         raise ValueError(f"no snapshot scores {MEDIUM_RANGE[0]}-{MEDIUM_RANGE[1]} of the expert on the normalised "
                          f"scale (training-time scores: {scores}); train with more frequent snapshots (--snapshot-every)")
     medium = min(inside, key=lambda c: abs(norm(evaluated[c["policy_file"]]["return_mean"]) - medium_target))
-    before = [c for c in cards if c["env_steps"] < medium["env_steps"]]
+    # the series climbs from random to medium: earlier snapshots that do not outscore the medium one
+    # (learning curves are not monotone: a snapshot before medium can be better than medium)
+    medium_score = evaluated[medium["policy_file"]]["return_mean"]
+    before = [c for c in cards if c["env_steps"] < medium["env_steps"] and c["return_mean"] <= medium_score]
     picks = [before[int(round(i))] for i in np.linspace(0, len(before) - 1, min(series, len(before)))] if before else []
     picks = list({c["policy_file"]: c for c in picks}.values())
     log("series")
     for c in picks:
         if c["policy_file"] not in evaluated:
             evaluated[c["policy_file"]] = evaluate_card(c)
+    picks = [c for c in picks if evaluated[c["policy_file"]]["return_mean"] <= medium_score]
 
     out.mkdir(parents=True, exist_ok=True)
     for stale in list(out.glob("*.msgpack")) + list(out.glob("*.json")):
