@@ -6,6 +6,7 @@
     offrl algos
     offrl zoo train ENV [--env-steps N] | export RUN_DIR
     offrl report RUN_DIR [RUN_DIR ...] [--out PNG]
+    offrl finetune RUN_DIR [--env ENV] [--steps N] [--offline-ratio R | --symmetric]
     offrl bench SUITE [--algos A,B] [--seeds N] [--steps N] [--datasets D1,D2] [--peer NAME]
     offrl data list | make NAME [--seed S] [--size N] | info NAME_OR_PATH | plot NAME_OR_PATH [--out PNG]
 
@@ -31,6 +32,7 @@ COMMANDS = {
     "algos": "list the algorithms",
     "zoo": "behaviour policies: `offrl zoo train ENV` (online SAC), `offrl zoo export RUN_DIR`",
     "report": "the over-estimation figure of run folders: critic Q(s0, pi(s0)) vs realised return (`offrl report RUN_DIR ...`)",
+    "finetune": "continue an offline agent online, mixing its dataset with new data (`offrl finetune RUN_DIR --steps N`)",
     "bench": "train algorithms on a benchmark suite, write a score table (`offrl bench SUITE --algos A,B`)",
     "data": "datasets: `offrl data list | make NAME | info NAME | plot NAME`",
 }
@@ -291,6 +293,12 @@ def cmd_zoo(argv: list[str]) -> int:
     return zoo_main(argv)
 
 
+def cmd_finetune(argv: list[str]) -> int:
+    from offrl.finetune import main as finetune_main
+
+    return finetune_main(argv)
+
+
 def cmd_report(argv: list[str]) -> int:
     from offrl.report import main as report_main
 
@@ -312,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<7} {text}")
         return 0
     command, rest = argv[0], argv[1:]
-    handlers = {"train": cmd_train, "eval": cmd_eval, "algos": cmd_algos, "data": cmd_data, "zoo": cmd_zoo, "bench": cmd_bench, "report": cmd_report}
+    handlers = {"train": cmd_train, "eval": cmd_eval, "algos": cmd_algos, "data": cmd_data, "zoo": cmd_zoo, "bench": cmd_bench, "report": cmd_report,
+                "finetune": cmd_finetune}
     try:
         if command not in handlers:
             raise UsageError(f"unknown command {command!r}; valid commands: {', '.join(handlers)}")

@@ -40,7 +40,7 @@ from offrl.algos import DataSpec, algo_for_config
 from offrl.algos.registry import Algo
 from offrl.checkpoint import FILENAME, save_checkpoint
 from offrl.data import DatasetInfo, Transforms
-from offrl.data.sampling import Batch
+from offrl.data.sampling import Batch, DeviceData, sample_uniform
 from offrl.logger import RunLogger, plot_run
 
 __all__ = ["ReplayBuffer", "buffer_init", "buffer_add", "buffer_sample", "train_online", "OnlineResult"]
@@ -54,7 +54,9 @@ class ReplayBuffer:
     """Transitions in fixed-size device arrays; row ``pointer`` is written next (oldest first once full).
 
     Actions are in the unit box [-1, 1]; ``terminals`` is 1 only where the env reported
-    ``terminated`` (a time-limit cut bootstraps).
+    ``terminated`` (a time-limit cut bootstraps). ``extras`` holds per-transition arrays an algorithm
+    needs beside the transition (``Algo.episode_extras``); a row's extras are ``-inf`` until its
+    episode has ended and :func:`buffer_set_extras` filled them.
     """
 
     observations: jax.Array  # [C, obs_dim] float32
@@ -64,14 +66,15 @@ class ReplayBuffer:
     terminals: jax.Array  # [C] float32
     pointer: jax.Array  # () int32, the next row to write
     size: jax.Array  # () int32, rows filled so far (at most C)
+    extras: dict = struct.field(default_factory=dict)  # name -> [C, ...] float32
 
     @property
     def capacity(self) -> int:
         return self.rewards.shape[0]
 
 
-def buffer_init(capacity: int, obs_dim: int, action_dim: int) -> ReplayBuffer:
-    """An empty buffer of ``capacity`` rows."""
+def buffer_init(capacity: int, obs_dim: int, action_dim: int, extras: Mapping[str, tuple] | None = None) -> ReplayBuffer:
+    """An empty buffer of ``capacity`` rows; ``extras`` maps names to per-row trailing shapes."""
     if capacity < 1:
         raise ValueError(f"buffer capacity must be >= 1, got {capacity}")
     f32 = jnp.float32
@@ -79,13 +82,14 @@ def buffer_init(capacity: int, obs_dim: int, action_dim: int) -> ReplayBuffer:
         observations=jnp.zeros((capacity, obs_dim), f32), actions=jnp.zeros((capacity, action_dim), f32),
         rewards=jnp.zeros((capacity,), f32), next_observations=jnp.zeros((capacity, obs_dim), f32),
         terminals=jnp.zeros((capacity,), f32), pointer=jnp.zeros((), jnp.int32), size=jnp.zeros((), jnp.int32),
+        extras={k: jnp.full((capacity,) + tuple(shape), -jnp.inf, f32) for k, shape in (extras or {}).items()},
     )
 
 
 def buffer_add(buffer: ReplayBuffer, observations, actions, rewards, next_observations, terminals) -> ReplayBuffer:
     """Write n transitions at rows ``pointer, pointer + 1, ...`` modulo the capacity (overwriting the oldest).
 
-    ``n`` (the leading size of the arrays) must not exceed the capacity.
+    ``n`` (the leading size of the arrays) must not exceed the capacity. The rows' extras are reset to -inf.
     """
     n, capacity = rewards.shape[0], buffer.capacity
     if n > capacity:
@@ -97,7 +101,15 @@ def buffer_add(buffer: ReplayBuffer, observations, actions, rewards, next_observ
         rewards=put(buffer.rewards, rewards), next_observations=put(buffer.next_observations, next_observations),
         terminals=put(buffer.terminals, terminals),
         pointer=(buffer.pointer + n) % capacity, size=jnp.minimum(buffer.size + n, capacity).astype(jnp.int32),
+        extras={k: v.at[rows].set(-jnp.inf) for k, v in buffer.extras.items()},
     )
+
+
+@functools.partial(jax.jit, donate_argnums=(0,))
+def buffer_set_extras(buffer: ReplayBuffer, rows: jax.Array, values: dict) -> ReplayBuffer:
+    """Set ``extras[name][rows[j]] = values[name][j]``; rows ``>= capacity`` (padding) are skipped."""
+    return buffer.replace(extras={k: v.at[rows].set(values[k].astype(v.dtype), mode="drop") if k in values else v
+                                  for k, v in buffer.extras.items()})
 
 
 def buffer_sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int, discount: float) -> Batch:
@@ -110,26 +122,55 @@ def buffer_sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int, discoun
         observations=buffer.observations[idx], actions=buffer.actions[idx], rewards=buffer.rewards[idx],
         next_observations=buffer.next_observations[idx], terminals=buffer.terminals[idx],
         discounts=jnp.full((batch_size,), discount, jnp.float32),
+        extras={k: v[idx] for k, v in buffer.extras.items()},
     )
+
+
+def sample_mixed(buffer: ReplayBuffer, offline: DeviceData, key: jax.Array, batch_size: int, discount: float,
+                 offline_ratio: float | None) -> tuple[Batch, jax.Array]:
+    """A batch mixing offline rows and online buffer rows; also returns the offline fraction drawn.
+
+    Each row comes from the offline data with probability ``offline_ratio`` (a set ratio;
+    ``0.5`` is symmetric sampling), or, with ``offline_ratio=None``, with probability
+    ``N_offline / (N_offline + buffer.size)``: uniform over the union of both, as one buffer that
+    holds the offline data and the new transitions. Rows come from the offline data while the
+    buffer is empty.
+    """
+    k_on, k_off, k_pick = jax.random.split(key, 3)
+    online = buffer_sample(buffer, k_on, batch_size, discount)
+    off = sample_uniform(offline, k_off, batch_size, discount)
+    off = off.replace(extras={k: off.extras[k] for k in online.extras})
+    if offline_ratio is None:
+        p_off = offline.size / (offline.size + buffer.size.astype(jnp.float32))
+    else:
+        p_off = jnp.asarray(offline_ratio, jnp.float32)
+    p_off = jnp.where(buffer.size > 0, p_off, 1.0)
+    from_offline = jax.random.uniform(k_pick, (batch_size,)) < p_off
+    pick = lambda a, b: jnp.where(from_offline.reshape((batch_size,) + (1,) * (a.ndim - 1)), a, b)
+    return jax.tree.map(pick, off, online), from_offline.mean()
 
 
 # ----------------------------------------------------------------------------- compiled pieces
 
 
 @functools.lru_cache(maxsize=32)
-def make_online_block(algo: Algo, config: Any, num_updates: int, seeds: int = 1, strategy: str = "vmap"):
-    """A jitted ``(states, buffers, keys, transitions) -> (states, buffers, keys, metrics)`` over ``seeds`` agents.
+def make_online_block(algo: Algo, config: Any, num_updates: int, seeds: int = 1, strategy: str = "vmap",
+                      offline_ratio: float | None = None):
+    """A jitted ``(states, buffers, keys, transitions, offline) -> (states, buffers, keys, metrics)`` over ``seeds`` agents.
 
-    Every argument has a leading seeds axis. For each agent: adds the block's transitions (a tuple
-    ``(obs, unit_actions, rewards, next_obs, terminals)``) to its buffer, then runs ``num_updates``
-    updates with ``lax.scan`` on uniform batches of its buffer. The agents are batched with ``vmap``
-    (accelerators) or run one after another with ``lax.map`` (``strategy="map"``, CPU); one agent runs
-    the plain program. The metrics are averaged over the block on the device (NaN entries skipped),
-    shape ``(seeds,)`` each; empty when ``num_updates == 0``. States and buffers are donated.
+    States, buffers, keys and transitions have a leading seeds axis. For each agent: adds the
+    block's transitions (a tuple ``(obs, unit_actions, rewards, next_obs, terminals)``) to its
+    buffer, then runs ``num_updates`` updates with ``lax.scan`` on uniform batches of its buffer,
+    or, when ``offline`` (a :class:`DeviceData` shared by the agents) is given, on batches mixing it
+    with the buffer (:func:`sample_mixed` with ``offline_ratio``). The agents are batched with
+    ``vmap`` (accelerators) or run one after another with ``lax.map`` (``strategy="map"``, CPU); one
+    agent runs the plain program. The metrics are averaged over the block on the device (NaN
+    entries skipped), shape ``(seeds,)`` each; empty when ``num_updates == 0``. States and buffers
+    are donated.
     """
     discount = float(getattr(config, "discount", 1.0))
 
-    def one(state, buffer, key, transitions):
+    def one(state, buffer, key, transitions, offline):
         buffer = buffer_add(buffer, *transitions)
         if num_updates == 0:
             return state, buffer, key, {}
@@ -137,19 +178,23 @@ def make_online_block(algo: Algo, config: Any, num_updates: int, seeds: int = 1,
 
         def body(state, step_key):
             batch_key, update_key = jax.random.split(step_key)
-            return algo.update(config, state, buffer_sample(buffer, batch_key, config.batch_size, discount), update_key)
+            if offline is None:
+                return algo.update(config, state, buffer_sample(buffer, batch_key, config.batch_size, discount), update_key)
+            batch, offline_fraction = sample_mixed(buffer, offline, batch_key, config.batch_size, discount, offline_ratio)
+            state, metrics = algo.update(config, state, batch, update_key)
+            return state, {**metrics, "offline_fraction": offline_fraction}
 
         state, metrics = jax.lax.scan(body, state, jax.random.split(sub, num_updates))
         metrics = jax.tree.map(lambda m: jnp.nanmean(m.astype(jnp.float32), axis=0), metrics)
         return state, buffer, key, metrics
 
-    def run(states, buffers, keys, transitions):
+    def run(states, buffers, keys, transitions, offline=None):
         if seeds == 1:
-            out = one(*jax.tree.map(lambda x: x[0], (states, buffers, keys, transitions)))
+            out = one(*jax.tree.map(lambda x: x[0], (states, buffers, keys, transitions)), offline)
             return jax.tree.map(lambda x: x[None], out)
         if strategy == "map":
-            return jax.lax.map(lambda args: one(*args), (states, buffers, keys, transitions))
-        return jax.vmap(one)(states, buffers, keys, transitions)
+            return jax.lax.map(lambda args: one(*args, offline), (states, buffers, keys, transitions))
+        return jax.vmap(one, in_axes=(0, 0, 0, 0, None))(states, buffers, keys, transitions, offline)
 
     return jax.jit(run, donate_argnums=(0, 1))
 
@@ -227,6 +272,13 @@ def train_online(
     max_episode_steps: int | None = None,
     progress: bool = True,
     plot: bool = True,
+    init_state: Any = None,
+    transforms: Transforms | None = None,
+    offline: DeviceData | None = None,
+    offline_ratio: float | None = None,
+    ref_scores: tuple[float, float] | None = None,
+    dataset_info: DatasetInfo | None = None,
+    meta_extra: Mapping[str, Any] | None = None,
 ) -> OnlineResult | list[OnlineResult]:
     """Train the agent whose ``Config`` is ``config`` (SAC: ``offrl.algos.sac.Config``) online in ``env_id``.
 
@@ -246,6 +298,13 @@ def train_online(
     the host while the accelerator runs the previous block's updates, with a host copy of the
     policy. A block is then collected by the policy of two blocks back (``update_every`` updates
     older than without overlap), which hides the env stepping behind the updates.
+
+    Fine-tuning (:mod:`offrl.finetune`) starts from ``init_state`` (agents with a leading seeds
+    axis, e.g. an offline checkpoint's) instead of fresh ones, with the offline run's
+    ``transforms`` (observations normalised and rewards scaled as in its data; the default is the
+    identity with the env's action bounds), and, with ``offline`` data on the device, every batch
+    mixes it with the new transitions (:func:`sample_mixed`, ``offline_ratio``). Evaluations are
+    normalised with ``ref_scores`` (random, expert) when given.
 
     Logged to the run folder like :func:`offrl.fit` (``step`` is the env step): ``train.jsonl/csv``
     every ``log_every`` env steps (algorithm metrics, returns of finished training episodes, env
@@ -275,22 +334,31 @@ def train_online(
         obs = np.stack([np.stack([np.asarray(env.reset(seed=s + i)[0], np.float32).reshape(-1) for i, env in enumerate(row)])
                         for s, row in zip(agent_seeds, envs)])  # [seeds, num_envs, obs_dim]
         obs_dim = obs.shape[-1]
-        transforms = _action_transforms(envs[0][0], obs_dim)
+        transforms = transforms if transforms is not None else _action_transforms(envs[0][0], obs_dim)
         act_dim = int(transforms.action_low.shape[0])
         spec = DataSpec(obs_dim=obs_dim, action_dim=act_dim)
         total_updates = int(round(max(env_steps - start_steps, 0) * updates_per_step))
         agent_states = [init_agents(algo, config, spec, s, 1, max(total_updates, 1)) for s in agent_seeds]
         state = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[st for st, _ in agent_states])
+        if init_state is not None:
+            lead = {np.shape(x)[0] for x in jax.tree.leaves(init_state)}
+            if lead != {seeds}:
+                raise ValueError(f"init_state holds {sorted(lead)} agents on its leading axis; seeds={seeds}")
+            state = jax.tree.map(jnp.asarray, init_state)
         train_keys = jnp.concatenate([k for _, k in agent_states])
         act_keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 1) for s in agent_seeds])
         rngs = [np.random.default_rng(s) for s in agent_seeds]
         capacity = min(buffer_size, env_steps)
-        buffers = jax.vmap(lambda _: buffer_init(capacity, obs_dim, act_dim))(jnp.arange(seeds))
+        extra_shapes = {k: tuple(v.shape[1:]) for k, v in (offline.extras if offline is not None else {}).items()}
+        if extra_shapes and algo.episode_extras is None:
+            raise ValueError(f"{algo.name} needs per-transition extras ({', '.join(extra_shapes)}) but has no "
+                             "episode_extras hook to compute them for online episodes")
+        buffers = jax.vmap(lambda _: buffer_init(capacity, obs_dim, act_dim, extra_shapes))(jnp.arange(seeds))
 
         if run_dir is None:
             run_dir = _default_run_dir(env_id)
         run_dirs = [Path(run_dir)] if seeds == 1 else [Path(run_dir) / f"seed-{s}" for s in agent_seeds]
-        info = DatasetInfo(
+        info = dataset_info or DatasetInfo(
             name=f"online-{env_id}", env_id=env_id, env_kwargs=dict(env_kwargs or {}),
             action_low=transforms.action_low, action_high=transforms.action_high,
             metadata={"source": "offrl.online.train_online", "max_episode_steps": max_episode_steps},
@@ -298,7 +366,8 @@ def train_online(
         online_settings = dict(env_steps=env_steps, num_envs=num_envs, start_steps=start_steps,
                                updates_per_step=updates_per_step, update_every=block, buffer_size=buffer_size,
                                snapshot_every=snapshot_every, eval_every=eval_every, eval_episodes=eval_episodes,
-                               seeds_in_process=seeds, overlap=bool(overlap))
+                               seeds_in_process=seeds, overlap=bool(overlap), offline_ratio=offline_ratio,
+                               offline_transitions=None if offline is None else offline.size)
         metas, loggers = [], []
         for s, rd in zip(agent_seeds, run_dirs):
             rd.mkdir(parents=True, exist_ok=True)
@@ -308,6 +377,7 @@ def train_online(
                 spec=dataclasses.asdict(spec), loop=dict(steps=max(total_updates, 1), seed=s, seeds=1, chunk=block),
                 online=online_settings, training="online",
             )
+            meta.update(meta_extra or {})
             (rd / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
             metas.append(meta)
             loggers.append(RunLogger(rd))
@@ -316,8 +386,9 @@ def train_online(
         cpu = jax.devices("cpu")[0]
 
         def run_eval(step: int, updates: int) -> list[dict]:
+            refs = dict(ref_min_score=ref_scores[0], ref_max_score=ref_scores[1]) if ref_scores else {}
             results = evaluate(lambda o: policy(state, o), env_id, episodes=eval_episodes, num_policies=seeds,
-                               seed=10_000, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps)
+                               seed=10_000, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps, **refs)
             rows = []
             for k, res in enumerate(results):
                 row = {**_summarise_eval([res], step), "updates": updates, "episode_return_std": res["return_std"]}
@@ -347,6 +418,12 @@ def train_online(
                 snapshots[k].append(path)
 
         ep_return, ep_length = np.zeros((seeds, num_envs)), np.zeros((seeds, num_envs), np.int64)
+        # per (agent, env): buffer rows, scaled rewards and terminal flags of the running episode (extras)
+        ep_rows = [[[] for _ in range(num_envs)] for _ in agent_seeds]
+        ep_rew = [[[] for _ in range(num_envs)] for _ in agent_seeds]
+        ep_term = [[[] for _ in range(num_envs)] for _ in agent_seeds]
+        pending_extras: list[tuple[int, list[int], dict]] = []
+        host_pointer = 0
         finished: list[list[float]] = [[] for _ in agent_seeds]
         pending_metrics: list[dict] = []
         step = updates = filled = 0
@@ -362,6 +439,8 @@ def train_online(
         # the policy that collects the next block: the agents themselves, or a host copy (overlap)
         acting, acting_keys = (jax.device_put((state, act_keys), cpu) if overlap else (state, act_keys))
         try:
+            if init_state is not None and eval_episodes > 0:  # the starting point of a fine-tuning curve
+                run_eval(0, 0)
             while step < env_steps:
                 n_block = min(block, ((env_steps - step + num_envs - 1) // num_envs) * num_envs)
                 rec = {k: [] for k in ("obs", "act", "rew", "next", "term")}
@@ -369,7 +448,8 @@ def train_online(
                     if step < start_steps:
                         unit = np.stack([r.uniform(-1.0, 1.0, size=(num_envs, act_dim)) for r in rngs]).astype(np.float32)
                     else:
-                        unit, acting_keys = explore(acting, jax.device_put(obs, cpu) if overlap else jnp.asarray(obs),
+                        norm_obs = np.asarray(transforms.normalize_obs(obs), np.float32)
+                        unit, acting_keys = explore(acting, jax.device_put(norm_obs, cpu) if overlap else jnp.asarray(norm_obs),
                                                     acting_keys)
                         unit = np.asarray(unit)
                     env_actions = transforms.action_from_unit(unit)
@@ -383,23 +463,37 @@ def train_online(
                             ep_return[k, i] += float(r)
                             ep_length[k, i] += 1
                             obs[k, i] = nxt[k, i]
+                            if extra_shapes:
+                                ep_rows[k][i].append((host_pointer + len(rec["rew"]) * num_envs + i) % capacity)
+                                ep_rew[k][i].append(float(transforms.scale_rewards(float(r))))
+                                ep_term[k][i].append(float(terminated))
+                                if terminated or truncated:
+                                    values = algo.episode_extras(config, np.asarray(ep_rew[k][i]), np.asarray(ep_term[k][i]))
+                                    pending_extras.append((k, ep_rows[k][i], values))
+                                    ep_rows[k][i], ep_rew[k][i], ep_term[k][i] = [], [], []
                             if terminated or truncated:
                                 finished[k].append(float(ep_return[k, i]))
                                 ep_return[k, i], ep_length[k, i] = 0.0, 0
                                 obs[k, i] = np.asarray(env.reset()[0], np.float32).reshape(-1)
-                    for key, value in zip(("obs", "act", "rew", "next", "term"), (prev, unit, rew, nxt, term)):
+                    norm = lambda x: np.asarray(transforms.normalize_obs(x), np.float32)
+                    for key, value in zip(("obs", "act", "rew", "next", "term"),
+                                          (norm(prev), unit, np.asarray(transforms.scale_rewards(rew), np.float32), norm(nxt), term)):
                         rec[key].append(value)
                     step += num_envs
                 filled = min(filled + n_block, capacity)
-                learn = step >= start_steps and filled >= config.batch_size
+                host_pointer = (host_pointer + n_block) % capacity
+                learn = step >= start_steps and (filled >= config.batch_size or offline is not None)
                 n_updates = int(round(n_block * updates_per_step)) if learn else 0
                 # [steps, seeds, envs, ...] -> [seeds, steps * envs, ...]: per agent, env steps in time order
                 transitions = tuple(np.swapaxes(np.stack(rec[key]), 0, 1).reshape((seeds, n_block) + rec[key][0].shape[2:])
                                     for key in ("obs", "act", "rew", "next", "term"))
                 if overlap:  # host copy of the agents before this block's updates, for the next block
                     next_acting = jax.device_put(jax.device_get(state), cpu)
-                state, buffers, train_keys, metrics = make_online_block(algo, config, n_updates, seeds, strategy)(
-                    state, buffers, train_keys, transitions)
+                state, buffers, train_keys, metrics = make_online_block(
+                    algo, config, n_updates, seeds, strategy, offline_ratio)(state, buffers, train_keys, transitions, offline)
+                for k, rows, values in pending_extras:  # episodes that ended in this block: their rows' extras
+                    buffers = _set_agent_extras(buffers, k, rows, values, capacity)
+                pending_extras = []
                 acting = next_acting if overlap else state
                 updates += n_updates
                 if metrics:
@@ -458,6 +552,28 @@ def train_online(
         for k, rd in enumerate(run_dirs)
     ]
     return results[0] if seeds == 1 else results
+
+
+def _set_agent_extras(buffers: ReplayBuffer, k: int, rows: list[int], values: dict, capacity: int) -> ReplayBuffer:
+    """Fill agent ``k``'s extras at ``rows`` (padded to a power of two, so few programs compile)."""
+    n = len(rows)
+    size = 1 << max(n - 1, 0).bit_length()
+    padded_rows = np.full(size, capacity, np.int64)  # out of range: dropped
+    padded_rows[:n] = rows
+    padded = {}
+    for name, v in values.items():
+        v = np.asarray(v, np.float32)
+        padded[name] = np.concatenate([v, np.zeros((size - n,) + v.shape[1:], np.float32)])
+    return _set_extras_of_agent(buffers, jnp.int32(k), jnp.asarray(padded_rows), padded)
+
+
+@functools.partial(jax.jit, donate_argnums=(0,))
+def _set_extras_of_agent(buffers: ReplayBuffer, k: jax.Array, rows: jax.Array, values: dict) -> ReplayBuffer:
+    capacity = buffers.rewards.shape[1]
+    flat = k * capacity + jnp.where(rows < capacity, rows, buffers.rewards.size)  # padding lands out of range
+    return buffers.replace(extras={
+        name: v.reshape((-1,) + v.shape[2:]).at[flat].set(values[name].astype(v.dtype), mode="drop").reshape(v.shape)
+        if name in values else v for name, v in buffers.extras.items()})
 
 
 def _stack(metrics: list[dict]) -> dict:

@@ -54,6 +54,9 @@ class Algo:
     fitted (e.g. keep only the best trajectories); ``device_extras(config, arrays, dataset) -> dict``
     returns per-transition arrays (computed from the transformed ``arrays``) that go on the device as
     ``DeviceData.extras`` and reach ``update`` as ``batch.extras`` (e.g. Monte-Carlo returns).
+    ``episode_extras(config, rewards, terminals) -> dict`` computes the same arrays for one finished
+    online episode (scaled rewards, terminal flags; the last step ends the episode), so that online
+    fine-tuning (:mod:`offrl.finetune`) can give its new transitions their extras.
     """
 
     name: str
@@ -68,6 +71,7 @@ class Algo:
     q_value: Callable | None = None
     prepare_dataset: Callable | None = None
     device_extras: Callable | None = None
+    episode_extras: Callable | None = None
     discrete: bool = False
 
 
