@@ -317,3 +317,65 @@ def test_cql_stays_in_the_support_of_the_ood_trap(tmp_path):
     # the lower-bound picture: the learned policy's Q does not exceed its true reward
     q_action = float(cql.q_value(config, state, jnp.zeros((1, 1)), jnp.asarray(action[None]))[0])
     assert q_action <= true_reward(action) + 0.05, (q_action, true_reward(action))
+
+
+# ----------------------------------------------------------------------------- Cal-QL
+
+
+def test_calibrated_q_floors_only_the_policy_samples():
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(2, 5, 6)).astype(np.float32)  # [num_qs, B, M]
+    ref = np.array([0.5, -np.inf, 3.0, -1.0, 0.0])
+    floored = np.array([False, False, True, True, True, True])
+    got = np64(offrl.losses.calibrated_q(jnp.asarray(q), jnp.asarray(ref), jnp.asarray(floored)))
+    want = q.copy()
+    want[..., 2:] = np.maximum(q[..., 2:], ref[None, :, None])
+    np.testing.assert_array_equal(got, want)
+    assert np.all(got[..., 2:] >= ref[None, :, None])  # never below the reference
+    np.testing.assert_array_equal(got[:, 1], q[:, 1])  # -inf: no floor
+
+
+def test_calql_push_down_never_goes_below_the_reference():
+    """With a reference far above every Q, the log-sum-exp of Cal-QL is at least the reference's
+    importance-weighted share (the 2N floored policy samples), while CQL's stays near Q; with a
+    reference of -inf Cal-QL's loss equals CQL's."""
+    calql = offrl.algos.get_algo("calql")
+    base = dict(hidden_dims=(32, 32), batch_size=B, num_samples=4)
+    config_cal, config_cql = calql.config_cls(**base), cql.Config(**base)
+    state = make_state(config_cql)
+    batch = make_batch()
+    samples = cql.sample_actions(config_cql, state, batch, jax.random.PRNGKey(1))
+    ref = 100.0
+    high = batch.replace(extras={"mc_return": jnp.full((B,), ref)})
+    _, info_cal = cql.critic_loss(config_cal, state, state.critic.params, high, samples)
+    _, info_cql = cql.critic_loss(config_cql, state, state.critic.params, batch, samples)
+    m = 3 * 4
+    # LSE >= log( (1/M) sum over the 2N policy samples of exp(ref - log p) ) >= ref - max log p - log(M / 2N)
+    lower = ref - np64(samples["log_densities"][:, 4:]).max(axis=1) - math.log(m / 8)
+    assert float(info_cal["logsumexp_mean"]) >= lower.mean() - 1e-3
+    assert float(info_cql["logsumexp_mean"]) < 50.0
+    none = batch.replace(extras={"mc_return": jnp.full((B,), -jnp.inf)})
+    loss_none, _ = cql.critic_loss(config_cal, state, state.critic.params, none, samples)
+    loss_cql, _ = cql.critic_loss(config_cql, state, state.critic.params, batch, samples)
+    np.testing.assert_allclose(float(loss_none), float(loss_cql), rtol=1e-6)
+
+
+def test_calql_monte_carlo_returns_of_episodes():
+    """G_t per episode (no bootstrap at a time limit), offline and for one online episode."""
+    from conftest import make_dataset
+
+    calql = offrl.algos.get_algo("calql")
+    config = calql.config_cls(discount=0.9)
+    ds = make_dataset(n=120, episode_len=50)
+    arrays = {"rewards": np.asarray(ds.rewards, np.float32), "terminals": np.asarray(ds.terminals, np.float32)}
+    got = calql.device_extras(config, arrays, ds)["mc_return"]
+    ends = (ds.terminals > 0) | (ds.timeouts > 0)
+    want, g = np.zeros(120), 0.0
+    for t in reversed(range(120)):
+        g = ds.rewards[t] + (0.0 if ends[t] else 0.9 * g)
+        want[t] = g
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    online = calql.episode_extras(config, np.array([1.0, 2.0, 3.0]), np.array([0.0, 0.0, 0.0]))["mc_return"]
+    np.testing.assert_allclose(online, [1 + 0.9 * 2 + 0.81 * 3, 2 + 0.9 * 3, 3.0], rtol=1e-6)
+    with pytest.raises(ValueError, match="calql"):
+        cql.init(cql.Config(calibrated=True), DataSpec(OBS_DIM, ACT_DIM), jax.random.PRNGKey(0), 10)

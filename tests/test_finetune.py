@@ -101,3 +101,24 @@ def test_finetuning_improves_a_policy_trained_on_random_data(tmp_path):
         train = [json.loads(line) for line in (res.run_dir / "train.jsonl").read_text().splitlines()]
         assert 0.4 < train[-1]["offline_fraction"] < 0.6  # symmetric sampling
         assert json.loads((res.run_dir / "config.json").read_text())["finetune"]["offline_step"] == 2000
+
+
+def test_calql_finetuning_gives_online_rows_their_monte_carlo_returns(tmp_path):
+    """Pendulum episodes last 200 steps: after 500 online steps, rows 0-399 (two finished episodes)
+    hold G_t of their episode's stored (scaled) rewards, rows 400-499 (running episode) -inf."""
+    from offrl.algos import get_algo
+
+    data = generate_pendulum("pendulum-random-tiny", {"random": 1.0}, seed=1, size=1000, description="test")
+    path = data.save_hdf5(tmp_path / "tiny.hdf5")
+    config = get_algo("calql").config_cls(hidden_dims=(32, 32), batch_size=32, num_samples=2, discount=0.9)
+    fit(config, str(path), steps=20, run_dir=tmp_path / "offline", progress=False, plot=False, eval_episodes=0)
+    (res,) = finetune(tmp_path / "offline", steps=500, eval_every=500, eval_episodes=1, run_dir=tmp_path / "online",
+                      progress=False, plot=False)
+    g_buf, rewards = np.asarray(res.buffer.extras["mc_return"], np.float64), np.asarray(res.buffer.rewards, np.float64)
+    assert np.all(np.isneginf(g_buf[400:500]))
+    for start in (0, 200):
+        want, g = np.zeros(200), 0.0
+        for t in reversed(range(200)):
+            g = rewards[start + t] + 0.9 * g
+            want[t] = g
+        np.testing.assert_allclose(g_buf[start:start + 200], want, rtol=1e-4, atol=1e-3)

@@ -11,6 +11,10 @@ conservative term of eq. 4, with log sum_a exp Q estimated by importance samplin
            alpha = exp(log alpha) follows the dual step on -alpha (mean_i gap_i - target_action_gap)
   actor:   SAC's E[temperature log pi(a~|s) - min_i Q_i(s, a~)]; during the first ``bc_steps``
            updates E[temperature log pi(a~|s) - log pi(a|s)] (behaviour-cloning warm-up)
+  Cal-QL (Nakamoto et al. 2023; registered as ``calql``, ``calibrated=True``): in LSE_i the
+           policy's actions count with max(Q_i(s, a_j), G(s)), G the discounted Monte-Carlo return
+           of the data from s (``batch.extras["mc_return"]``; offrl.losses.calibrated_q), so the
+           push-down stops at the behaviour's value: the fix for CQL's dip when fine-tuning online.
 Update order: critic (+ alpha), actor, temperature, Polyak target. Every sampled action of a batch
 goes through the critic in ONE call with a flat [B * (3N + 1), obs + act] layout.
 """
@@ -30,7 +34,8 @@ from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
 from offrl.data.sampling import Batch
-from offrl.losses import cql_logsumexp, polyak_update, td_target, uniform_log_density
+from offrl.data.returns import discounted_returns
+from offrl.losses import calibrated_q, cql_logsumexp, polyak_update, td_target, uniform_log_density
 from offrl.nets import Critic, TanhGaussianActor, tanh_gaussian_log_prob, tanh_gaussian_sample_and_log_prob
 
 MAX_ALPHA = 1e6
@@ -73,6 +78,8 @@ class Config:
     """Hidden layer sizes of actor and critics."""
     batch_size: int = 256
     """Transitions per gradient step."""
+    calibrated: bool = False
+    """Cal-QL: floor the policy actions' Q in the log-sum-exp at the data's Monte-Carlo return (the ``calql`` entry sets it)."""
 
     @classmethod
     def preset(cls, domain: str, **overrides) -> "Config":
@@ -128,6 +135,9 @@ def _check(config: Config) -> None:
                          f"and must be > 0, got {config.alpha}")
     if config.num_samples < 1:
         raise ValueError(f"cql: num_samples must be >= 1 action per proposal and state, got {config.num_samples}")
+    if config.calibrated and type(config) is Config:
+        raise ValueError("cql: calibrated=True needs the data's Monte-Carlo returns, which the calql algorithm "
+                         "provides: train `calql` instead")
     if config.bc_steps < 0:
         raise ValueError(f"cql: bc_steps must be >= 0 (0 = no behaviour-cloning warm-up), got {config.bc_steps}")
 
@@ -200,6 +210,9 @@ def critic_loss(config: Config, state: State, params, batch: Batch, samples: dic
     q_all = state.critic.apply_fn(params, jnp.repeat(batch.observations, m + 1, axis=0), actions).reshape(-1, b, m + 1)
     q, q_samples = q_all[..., 0], q_all[..., 1:]
     td_loss = ((q - target) ** 2).mean(axis=1).sum()
+    if config.calibrated:  # the uniform actions come first, then the 2N policy actions (sample_actions)
+        floored = jnp.arange(m) >= config.num_samples
+        q_samples = calibrated_q(q_samples, batch.extras["mc_return"], floored)
     lse = cql_logsumexp(q_samples, jax.lax.stop_gradient(samples["log_densities"]))
     gap = (lse - q).mean(axis=1)  # [num_qs]: E_s[LSE_i(s) - Q_i(s, a)]
     weight = jax.lax.stop_gradient(cql_weight(config, state))
@@ -268,6 +281,41 @@ def act(config: Config, state: State, observations: jax.Array, key: jax.Array, d
 
 def q_value(config: Config, state: State, observations: jax.Array, actions: jax.Array) -> jax.Array:
     return state.critic.apply_fn(state.critic.params, observations, actions).min(axis=0)
+
+
+def mc_returns(config: Config, arrays: dict, dataset) -> dict:
+    """Cal-QL's reference: the discounted reward sum to the end of each episode, G_t (no bootstrap at time limits)."""
+    ends = (dataset.terminals > 0) | (dataset.timeouts > 0)
+    g = discounted_returns(arrays["rewards"], arrays["terminals"], ends, config.discount).returns
+    return {"mc_return": g.astype("float32")}
+
+
+def episode_mc_returns(config: Config, rewards, terminals) -> dict:
+    """``mc_returns`` of one finished online episode."""
+    ends = terminals > 0
+    ends[-1:] = True
+    return {"mc_return": discounted_returns(rewards, terminals, ends, config.discount).returns.astype("float32")}
+
+
+@dataclass(frozen=True)
+class CalQLConfig(Config):
+    """Cal-QL: CQL with ``calibrated=True`` (the other defaults as CQL's)."""
+
+    calibrated: bool = True
+    """Floor the policy actions' Q in the log-sum-exp at the data's Monte-Carlo return (Cal-QL); False gives CQL."""
+
+
+register(Algo(
+    name="calql",
+    description="Cal-QL: CQL whose pushed-down policy Q is floored at the data's Monte-Carlo return (for online fine-tuning)",
+    config_cls=CalQLConfig,
+    init=init,
+    update=update,
+    act=act,
+    q_value=q_value,
+    device_extras=mc_returns,
+    episode_extras=episode_mc_returns,
+))
 
 
 register(Algo(

@@ -73,7 +73,7 @@ from offrl.losses.behaviour import behaviour_nll_loss, cloning_loss, sampled_kl 
 
 
 # CQL(H)'s importance-sampled log-sum-exp over a continuous action box (CQL, later Cal-QL).
-from offrl.losses.conservative import cql_logsumexp, uniform_log_density  # noqa: E402,F401
+from offrl.losses.conservative import calibrated_q, cql_logsumexp, uniform_log_density  # noqa: E402,F401
 
 
 # Discrete-action pieces (action-indexed Q-values, CQL(H) penalty, double-Q targets, TD losses).

@@ -38,3 +38,14 @@ def cql_logsumexp(q_values: jax.Array, log_densities: jax.Array, axis: int = -1)
     q_values, log_densities = jnp.broadcast_arrays(q_values, log_densities)
     num = q_values.shape[axis]
     return jax.scipy.special.logsumexp(q_values - log_densities, axis=axis) - math.log(num)
+
+
+def calibrated_q(q_values: jax.Array, reference: jax.Array, floored: jax.Array) -> jax.Array:
+    """Cal-QL's calibration (Nakamoto et al. 2023, eq. 5): ``max(Q(s, a_j), V_ref(s))`` for the sampled
+    actions where ``floored`` is true (the policy's), ``Q(s, a_j)`` elsewhere (the uniform ones).
+
+    ``q_values`` [..., B, M]; ``reference`` [B] (a Monte-Carlo return of the data's behaviour at s;
+    ``-inf`` means no floor); ``floored`` [M] bool. The floor keeps the conservative term from pushing
+    the policy's Q below the value of the behaviour policy, whose return the data shows.
+    """
+    return jnp.where(floored, jnp.maximum(q_values, reference[..., :, None]), q_values)
