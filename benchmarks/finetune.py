@@ -1,0 +1,146 @@
+"""Offline-to-online fine-tuning benchmark: fine-tuned agents against online SAC from scratch.
+
+    python benchmarks/finetune.py [--dataset hopper-medium-replay] [--env-steps 50000]
+        [--algos iql:2,awac:2,calql:1] [--offline-steps 100000] [--sac-seeds 2] [--out benchmarks/results]
+
+For each ``ALGO:SEEDS``: ``offrl.fit`` trains the agents offline (``--offline-steps`` updates; or
+``--checkpoint ALGO=RUN_DIR`` reuses a run), then ``offrl.finetune`` continues them online for
+``--env-steps`` environment steps (one update per step, batches proportional to the offline and
+online data sizes unless ``--offline-ratio``). The reference is ``offrl.online.train_online`` SAC
+from scratch over the same environment steps (``--sac-seeds`` agents). Every run evaluates every
+``--eval-every`` env steps. Writes ``finetune-DATASET-DATE.csv`` (one row per evaluation),
+``.md`` (offline score, final score, regret per algorithm: mean over seeds) and ``.png`` (the
+curves), with the command, commit and budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def parse_algos(text: str) -> list[tuple[str, int]]:
+    out = []
+    for part in text.split(","):
+        name, _, seeds = part.partition(":")
+        out.append((name.strip(), int(seeds or 1)))
+    return out
+
+
+def eval_rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines() if line.strip()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dataset", default="hopper-medium-replay")
+    ap.add_argument("--env-steps", type=int, default=50_000)
+    ap.add_argument("--algos", default="iql:2,awac:2,calql:1")
+    ap.add_argument("--offline-steps", type=int, default=100_000)
+    ap.add_argument("--checkpoint", action="append", default=[], help="ALGO=RUN_DIR: reuse an offline run")
+    ap.add_argument("--offline-ratio", type=float, default=None)
+    ap.add_argument("--sac-seeds", type=int, default=2)
+    ap.add_argument("--eval-every", type=int, default=5_000)
+    ap.add_argument("--eval-episodes", type=int, default=10)
+    ap.add_argument("--hidden-dims", type=int, nargs="+", default=None, help="override every network's width (smoke tests)")
+    ap.add_argument("--work", default="runs/finetune-bench")
+    ap.add_argument("--out", default="benchmarks/results")
+    args = ap.parse_args()
+
+    import dataclasses
+
+    from offrl.algos import get_algo, sac
+    from offrl.data import load_dataset
+    from offrl.finetune import finetune, regret_of
+    from offrl.online import train_online
+    from offrl.train import fit
+
+    def config_of(name: str):
+        config = get_algo(name).config_cls()
+        if args.hidden_dims:
+            config = dataclasses.replace(config, hidden_dims=tuple(args.hidden_dims))
+        return config
+
+    data = load_dataset(args.dataset)
+    refs = (data.info.ref_min_score, data.info.ref_max_score)
+    work = Path(args.work) / args.dataset
+    reuse = dict(c.split("=", 1) for c in args.checkpoint)
+    curves: dict[str, list[list[dict]]] = {}
+    timing: dict[str, float] = {}
+    for name, seeds in parse_algos(args.algos):
+        t0 = time.time()
+        offline_dir = Path(reuse[name]) if name in reuse else work / f"{name}-offline"
+        if name not in reuse:
+            fit(config_of(name), args.dataset, steps=args.offline_steps, seeds=seeds, run_dir=offline_dir,
+                eval_episodes=args.eval_episodes, progress=False)
+        results = finetune(offline_dir, steps=args.env_steps, offline_ratio=args.offline_ratio, eval_every=args.eval_every,
+                           eval_episodes=args.eval_episodes, run_dir=work / f"{name}-online", progress=False)
+        curves[name] = [eval_rows(r.run_dir) for r in results]
+        timing[name] = time.time() - t0
+        print(f"{name}: {[round(c[-1]['normalized_score'], 1) for c in curves[name]]} in {timing[name]:.0f} s", flush=True)
+    if args.sac_seeds:
+        t0 = time.time()
+        config = sac.Config(hidden_dims=tuple(args.hidden_dims)) if args.hidden_dims else sac.Config()
+        res = train_online(config, data.info.env_id, env_steps=args.env_steps, seeds=args.sac_seeds,
+                           start_steps=min(5_000, args.env_steps // 10), eval_every=args.eval_every,
+                           eval_episodes=args.eval_episodes, run_dir=work / "sac-scratch", progress=False, ref_scores=refs)
+        res = res if isinstance(res, list) else [res]
+        curves["sac (scratch)"] = [eval_rows(r.run_dir) for r in res]
+        timing["sac (scratch)"] = time.time() - t0
+
+    date = datetime.date.today().isoformat()
+    stem = Path(args.out) / f"finetune-{args.dataset}-{date}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["algo,seed,env_step,normalized_score,return_mean"]
+    for name, runs in curves.items():
+        for k, rows in enumerate(runs):
+            lines += [f"{name},{k},{r['step']},{r.get('normalized_score')},{r['return_mean']}" for r in rows]
+    stem.with_suffix(".csv").write_text("\n".join(lines) + "\n")
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    md = [f"# Offline-to-online fine-tuning on {args.dataset} ({date})", "",
+          f"Command: `python {' '.join(sys.argv)}` (commit {commit}).",
+          f"Budget: {args.offline_steps:,} offline updates, then {args.env_steps:,} env steps at one update per step; "
+          f"evaluation every {args.eval_every:,} steps over {args.eval_episodes} episodes; offline ratio "
+          f"{'proportional to the sizes' if args.offline_ratio is None else args.offline_ratio}.", "",
+          "Regret = mean over the online evaluations of 1 - normalised score / 100 (lower is better).", "",
+          "| algo | seeds | offline score | final score | regret | wall-clock (s) |", "|---|---:|---:|---:|---:|---:|"]
+    for name, runs in curves.items():
+        first = [r[0]["normalized_score"] for r in runs]
+        last = [r[-1]["normalized_score"] for r in runs]
+        regret = [regret_of(r) for r in runs]
+        off = "-" if name.startswith("sac") else f"{np.mean(first):.1f}"
+        md.append(f"| {name} | {len(runs)} | {off} | {np.mean(last):.1f} ± {np.std(last):.1f} | "
+                  f"{np.mean(regret):.3f} | {timing[name]:.0f} |")
+    stem.with_suffix(".md").write_text("\n".join(md) + "\n")
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, runs in curves.items():
+        steps = [r["step"] for r in runs[0]]
+        scores = np.array([[r["normalized_score"] for r in rows][: len(steps)] for rows in runs])
+        ax.plot(steps, scores.mean(axis=0), label=f"{name} ({len(runs)} seeds)")
+        if len(runs) > 1:
+            ax.fill_between(steps, scores.min(axis=0), scores.max(axis=0), alpha=0.2)
+    ax.set_xlabel("online environment steps")
+    ax.set_ylabel("normalised score")
+    ax.set_title(f"fine-tuning on {args.dataset}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(stem.with_suffix(".png"), dpi=120)
+    print("\n".join(md))
+    print(f"wrote {stem}.csv/.md/.png")
+
+
+if __name__ == "__main__":
+    main()
