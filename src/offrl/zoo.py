@@ -30,6 +30,11 @@ The defaults are sized for a 2-core machine without GPU and about 2 hours per en
 Everything can be overridden on the command line; an environment without an entry needs
 ``--env-steps``.
 
+On a GPU machine, ``--seeds N`` trains N agents in one process with their updates batched (and the
+env stepping overlapped with them): the shipped Hopper-v5 and HalfCheetah-v5 policies come from
+such a run, 7 minutes on one H200 for 220k / 360k env steps per seed
+(``benchmarks/gpu/zoo.sh``, ``benchmarks/results/zoo-2026-11-26.md``).
+
 Shipping a run's policies: ``offrl zoo export RUN_DIR``
 -------------------------------------------------------
 Picks, from the snapshots of a training run, the policies that ship in ``offrl/envs/zoo/ENV/``
