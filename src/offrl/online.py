@@ -56,7 +56,7 @@ class ReplayBuffer:
     Actions are in the unit box [-1, 1]; ``terminals`` is 1 only where the env reported
     ``terminated`` (a time-limit cut bootstraps). ``extras`` holds per-transition arrays an algorithm
     needs beside the transition (``Algo.episode_extras``); a row's extras are ``-inf`` until its
-    episode has ended and :func:`buffer_set_extras` filled them.
+    episode has ended and the loop filled them (``Algo.episode_extras``).
     """
 
     observations: jax.Array  # [C, obs_dim] float32
@@ -103,13 +103,6 @@ def buffer_add(buffer: ReplayBuffer, observations, actions, rewards, next_observ
         pointer=(buffer.pointer + n) % capacity, size=jnp.minimum(buffer.size + n, capacity).astype(jnp.int32),
         extras={k: v.at[rows].set(-jnp.inf) for k, v in buffer.extras.items()},
     )
-
-
-@functools.partial(jax.jit, donate_argnums=(0,))
-def buffer_set_extras(buffer: ReplayBuffer, rows: jax.Array, values: dict) -> ReplayBuffer:
-    """Set ``extras[name][rows[j]] = values[name][j]``; rows ``>= capacity`` (padding) are skipped."""
-    return buffer.replace(extras={k: v.at[rows].set(values[k].astype(v.dtype), mode="drop") if k in values else v
-                                  for k, v in buffer.extras.items()})
 
 
 def buffer_sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int, discount: float) -> Batch:
