@@ -74,7 +74,7 @@ def main() -> int:
     lines = [
         f"# Normalised scores — {time.strftime('%Y-%m-%d')}", "",
         f"- command: `{command}`", f"- commit: {git_commit()}", f"- budget: {budget}",
-        "- machine: 2-core CPU (no GPU); seed strategy `auto` (lax.map on CPU, vmap on GPU)",
+        "- machine: 2-core CPU (no GPU); seed strategy `auto` (map on CPU, vmap on GPU)",
         "- score: 100·(R − R_random)/(R_expert − R_random), references stored in each dataset", "",
         "| dataset | " + " | ".join(algos) + " |", "|---|" + "---|" * len(algos),
     ]

@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="comma list: agents trained at once per measurement")
     p.add_argument("--seed-strategies", default="vmap,map",
                    help="comma list: how several seeds share one compiled call (vmap: batched; map: one "
-                        "after another with lax.map); each is timed for every seeds value > 1")
+                        "after another through the one-seed program); each is timed for every seeds value > 1")
     p.add_argument("--updates", type=int, default=REFERENCE["updates"],
                    help="timed updates per seed (rounded up to whole chunks)")
     p.add_argument("--chunk", type=int, default=1000, help="updates per compiled call (lax.scan)")

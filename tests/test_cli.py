@@ -72,6 +72,13 @@ def test_algos_lists_each_with_description(home):
     assert "Implicit Q-Learning" in proc.stdout
 
 
+def test_data_help_lists_its_subcommands(home):
+    proc = run_cli("data", "--help", env_home=home)
+    assert proc.returncode == 0, proc.stderr
+    for sub in ("list", "make NAME", "info NAME", "plot NAME"):
+        assert sub in proc.stdout
+
+
 @pytest.mark.parametrize(
     "args, expected",
     [

@@ -108,6 +108,13 @@ def cmd_data(argv: list[str]) -> int:
     from offrl.data.registry import dataset_path, list_datasets
 
     sub = argv[0] if argv else "list"
+    if sub in ("-h", "--help"):
+        print("usage: offrl data {list,make,info,plot} ...\n\n"
+              "  list                 built-in datasets and whether each is on disk (default)\n"
+              "  make NAME            generate a built-in dataset into the cache (see `offrl data make --help`)\n"
+              "  info NAME|FILE       sizes, episode returns and lengths, ends, reference scores\n"
+              "  plot NAME|FILE       a PNG histogram of the episode returns")
+        return 0
     if sub == "make":
         return _data_make(argv[1:])
     if sub in ("info", "plot"):

@@ -95,8 +95,9 @@ def make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int, stra
 def _make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int, strategy: str):
     """A jitted ``(states, keys, data) -> (states, keys, metrics)`` doing ``num_updates`` updates per seed.
 
-    Seeds run batched with ``vmap`` or one after another with ``lax.map`` (``strategy``); both
-    give each seed the same computation as a run of that seed alone.
+    Seeds run batched with ``vmap`` or one after another (``map``: the one-seed program called per
+    seed, so it compiles once whatever the number of seeds); both give each seed the same
+    computation as a run of that seed alone.
     """
 
     def one_seed(state, key, data):
@@ -120,11 +121,14 @@ def _make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int, str
             expand = lambda t: jax.tree.map(lambda x: x[None], t)
             return expand(state), key[None], expand(metrics)
 
-    elif strategy == "map":
+    elif strategy == "map":  # the one-seed program, called once per seed: no second compile, same bits
+        single = _make_train_chunk(algo, config, num_updates, 1, "single")
 
-        def run(states, keys, data):
-            return jax.lax.map(lambda sk: one_seed(sk[0], sk[1], data), (states, keys))
+        def mapped(states, keys, data):
+            outs = [single(jax.tree.map(lambda x: x[i : i + 1], states), keys[i : i + 1], data) for i in range(seeds)]
+            return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
 
+        return mapped
     else:
         run = jax.vmap(one_seed, in_axes=(0, 0, None))
     return jax.jit(run, donate_argnums=(0,))
