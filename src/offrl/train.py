@@ -93,7 +93,8 @@ def make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int, stra
 
 @functools.lru_cache(maxsize=128)  # configs are frozen dataclasses: repeated fits reuse the compiled code
 def _make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int, strategy: str):
-    """A jitted ``(states, keys, data) -> (states, keys, metrics)`` doing ``num_updates`` updates per seed.
+    """A ``(states, keys, data) -> (states, keys, metrics)`` doing ``num_updates`` updates per seed
+    (jitted; under ``map``, a loop over the seeds calling the jitted one-seed program).
 
     Seeds run batched with ``vmap`` or one after another (``map``: the one-seed program called per
     seed, so it compiles once whatever the number of seeds); both give each seed the same
