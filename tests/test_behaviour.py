@@ -151,13 +151,20 @@ def test_fit_recovers_a_known_state_dependent_tanh_gaussian():
 # ----------------------------------------------------------------------------- sampled KL
 
 
-def test_sampled_kl_matches_the_closed_form_gaussian_kl():
+@pytest.mark.parametrize("shift", [0.0, 8.0])
+def test_sampled_kl_matches_the_closed_form_gaussian_kl(shift):
     """KL(tanh#N1 || tanh#N2) = KL(N1 || N2). With n = 20000 samples the estimate's standard error is
-    std(log-ratio)/sqrt(n) (numpy, 1e6 draws); the check allows 5 standard errors per state."""
+    std(log-ratio)/sqrt(n) (numpy, 1e6 draws); the check allows 5 standard errors per state.
+
+    ``shift`` = 8 moves both pre-squash means to where tanh rounds to +-1 in float32: the samples are
+    scored from their pre-squash values, so the estimate stays exact (scoring tanh(u) through a
+    clipped atanh would put every such sample at atanh(1 - 1e-6) = 7.25).
+    """
     rng = np.random.default_rng(1)
     b, a, n = 6, 2, 20_000
-    m1, ls1 = rng.normal(scale=0.7, size=(b, a)), rng.uniform(-1.0, 0.0, size=(b, a))
-    m2, ls2 = rng.normal(scale=0.7, size=(b, a)), rng.uniform(-0.8, 0.2, size=(b, a))
+    sign = np.where(rng.random(size=(b, a)) < 0.5, -1.0, 1.0)
+    m1, ls1 = rng.normal(scale=0.7, size=(b, a)) + shift * sign, rng.uniform(-1.0, 0.0, size=(b, a))
+    m2, ls2 = rng.normal(scale=0.7, size=(b, a)) + shift * sign, rng.uniform(-0.8, 0.2, size=(b, a))
     dist = (jnp.zeros((b, 1)), jnp.asarray(m2[:, None], jnp.float32), jnp.asarray(ls2[:, None], jnp.float32))
     est = np64(sampled_kl(jax.random.PRNGKey(0), jnp.asarray(m1, jnp.float32), jnp.asarray(ls1, jnp.float32), dist, n))
     exact = ref_gaussian_kl(m1, np.exp(ls1), m2, np.exp(ls2))

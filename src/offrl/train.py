@@ -58,17 +58,31 @@ def config_from_dict(config_cls: type, values: dict) -> Any:
 # ----------------------------------------------------------------------------- compiled pieces
 
 
+#: Init runs once per agent: XLA's backend optimisations only cost compile time there (2.5x on a CPU).
+_INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
 @functools.lru_cache(maxsize=64)
 def _compiled_init(algo: Algo, config: Any, spec: DataSpec, total_steps: int):
-    return jax.jit(jax.vmap(lambda k: algo.init(config, spec, k, total_steps)))
+    """One agent's ``init``, jitted once per (algo, config, spec, total_steps)."""
+    return jax.jit(lambda k: algo.init(config, spec, k, total_steps), compiler_options=_INIT_COMPILER_OPTIONS)
 
 
 def init_agents(algo: Algo, config: Any, spec: DataSpec, seed: int, seeds: int, total_steps: int):
-    """Initialise ``seeds`` agents (leading axis) and their training keys."""
+    """Initialise ``seeds`` agents (leading axis) and their training keys.
+
+    Each agent comes from the same compiled one-agent program, so any number of seeds compiles it
+    once, agent i is the agent a one-seed run with seed ``seed + i`` starts from, and every call
+    returns states of one pytree structure: the optimisers inside a ``TrainState`` are static
+    pytree metadata, and a new trace would make new ones, which the compiled train chunks would
+    take for a new input type and compile again.
+    """
     check_action_kind(algo, spec)
     keys = jax.vmap(lambda i: jax.random.split(jax.random.PRNGKey(seed + i)))(jnp.arange(seeds))
     init_keys, train_keys = keys[:, 0], keys[:, 1]
-    states = _compiled_init(algo, config, spec, total_steps)(init_keys)
+    init = _compiled_init(algo, config, spec, total_steps)
+    agents = [init(k) for k in init_keys]
+    states = jax.tree.map(lambda *xs: jnp.stack(xs), *agents)
     return states, train_keys
 
 

@@ -14,8 +14,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from offrl.nets import gaussian_log_prob, tanh_gaussian_sample_and_log_prob
-from offrl.nets.behaviour import BehaviourDist, behaviour_log_prob, behaviour_mode, expand_dist
+from offrl.nets import gaussian_log_prob, tanh_gaussian_presquash_sample
+from offrl.nets.behaviour import BehaviourDist, behaviour_log_prob, behaviour_log_prob_presquash, behaviour_mode, expand_dist
 
 
 def behaviour_nll_loss(apply_fn: Callable, params, observations: jax.Array, actions: jax.Array) -> tuple[jax.Array, dict]:
@@ -60,6 +60,6 @@ def sampled_kl(key: jax.Array, mean: jax.Array, log_std: jax.Array, behaviour_di
     """
     mean_n = jnp.repeat(mean[..., None, :], num_samples, axis=-2)
     log_std_n = jnp.repeat(log_std[..., None, :], num_samples, axis=-2)
-    actions, log_pi = tanh_gaussian_sample_and_log_prob(mean_n, log_std_n, key)
-    log_beta = behaviour_log_prob(expand_dist(behaviour_dist), actions)
+    u, log_pi = tanh_gaussian_presquash_sample(mean_n, log_std_n, key)  # actions tanh(u), scored from u
+    log_beta = behaviour_log_prob_presquash(expand_dist(behaviour_dist), u)
     return jnp.mean(log_pi - log_beta, axis=-1)

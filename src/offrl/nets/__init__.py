@@ -149,11 +149,19 @@ def tanh_gaussian_sample_and_log_prob(mean: jax.Array, log_std: jax.Array, key: 
     ``1 - tanh(u)^2`` rounds to zero. Gradients flow to ``mean`` and ``log_std`` (the reparameterisation trick).
     Returns ``(actions, log_probs)`` of shapes (..., action_dim) and (...).
     """
+    u, log_probs = tanh_gaussian_presquash_sample(mean, log_std, key)
+    return jnp.tanh(u), log_probs
+
+
+def tanh_gaussian_presquash_sample(mean: jax.Array, log_std: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """As :func:`tanh_gaussian_sample_and_log_prob`, but returns the pre-squash sample ``u`` (the action
+    is ``tanh(u)``): other densities of the same action are then scored from ``u`` itself, never from
+    ``atanh(tanh(u))``, which float32 rounding makes inexact (and its gradient noisy) where tanh saturates."""
     eps = jax.random.normal(key, mean.shape, mean.dtype)
     u = mean + jnp.exp(log_std) * eps
     gaussian = jnp.sum(-0.5 * eps**2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi), axis=-1)
     log_det = jnp.sum(2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
-    return jnp.tanh(u), gaussian - log_det
+    return u, gaussian - log_det
 
 
 # The conditional action VAE of BCQ/BEAR lives in its own module (it uses MLP above).
@@ -161,7 +169,8 @@ from offrl.nets.vae import ActionVAE, vae_sample  # noqa: E402,F401
 
 # The behaviour-policy proxy pi_beta-hat (tanh-Gaussian mixture) lives in its own module (it uses MLP above).
 from offrl.nets.behaviour import (  # noqa: E402,F401
-    BehaviourPolicy, behaviour_log_prob, behaviour_mode, behaviour_sample, expand_dist, tanh_gaussian_log_prob,
+    BehaviourPolicy, behaviour_log_prob, behaviour_log_prob_presquash, behaviour_mode, behaviour_sample, expand_dist,
+    tanh_gaussian_log_prob,
 )
 
 # Discrete-action Q ensembles (one output per action) live in their own module (they use MLP above).

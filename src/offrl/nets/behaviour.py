@@ -77,8 +77,16 @@ def behaviour_log_prob(dist: BehaviourDist, actions: jax.Array, eps: float = ACT
     The batch shapes of ``dist`` and ``actions`` broadcast (use :func:`expand_dist` to evaluate n
     actions per state without repeating the network call).
     """
+    return behaviour_log_prob_presquash(dist, jnp.arctanh(jnp.clip(actions, -1.0 + eps, 1.0 - eps)))
+
+
+def behaviour_log_prob_presquash(dist: BehaviourDist, u: jax.Array) -> jax.Array:
+    """:func:`behaviour_log_prob` of the actions ``tanh(u)``, given their pre-squash values ``u``.
+
+    Exact where ``tanh(u)`` rounds to +-1 in float32 (no clip, no atanh): use it for samples whose
+    ``u`` is at hand (e.g. :func:`offrl.nets.tanh_gaussian_presquash_sample`).
+    """
     logits, means, log_stds = dist
-    u = jnp.arctanh(jnp.clip(actions, -1.0 + eps, 1.0 - eps))
     z = (u[..., None, :] - means) * jnp.exp(-log_stds)
     components = jnp.sum(-0.5 * z**2 - log_stds - 0.5 * jnp.log(2.0 * jnp.pi), axis=-1)
     mixture = jax.nn.logsumexp(jax.nn.log_softmax(logits, axis=-1) + components, axis=-1)
