@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
+
+# One persistent XLA compilation cache per test run, shared by the pytest-xdist workers and the CLI
+# subprocesses (they inherit the environment): many tests compile the same programs (the same
+# algorithm and shapes in another test file, a `train` and its `--resume`), and the suite's time is
+# mostly compile time. A fresh folder per run, removed at exit, so no test depends on an earlier run.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="offrl-tests-xla-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
+    atexit.register(shutil.rmtree, _cache, True)
 
 
 

@@ -197,3 +197,18 @@ def test_checkpoint_round_trip(name, dataset, tmp_path):
         direct = algo.q_value(config, state, o, algo.act(config, state, o, jax.random.PRNGKey(0), True))
         np.testing.assert_allclose(values[1], np.asarray(direct), rtol=1e-5, atol=1e-5)
 
+
+
+@pytest.mark.xdist_group("iql")
+def test_seeds_share_one_compiled_init_and_train_chunk(tmp_path):
+    """Any number of seeds, and every fit of the same config, reuse one compiled init and one compiled
+    one-seed train chunk: the states keep one pytree structure (its optimisers are static metadata),
+    so a jitted chunk never sees a "new" input type and compiles again."""
+    from offrl.train import _compiled_init, _make_train_chunk
+
+    dataset, algo = make_dataset(), offrl.algos.get_algo("iql")
+    for tag, seeds in (("one", 1), ("two", 2), ("three", 3), ("again", 1)):
+        _train("iql", dataset, tmp_path, tag, seeds=seeds, seed_strategy="map")
+    config, spec = small_config(algo), DataSpec.from_dataset(dataset)
+    assert _compiled_init(algo, config, spec, 40)._cache_size() == 1
+    assert _make_train_chunk(algo, config, 20, 1, "single")._cache_size() == 1
