@@ -10,6 +10,7 @@ Update order as the reference code: value, actor, critic, then the Polyak target
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import flax.struct as struct
 import jax
@@ -51,6 +52,8 @@ class Config:
     """Dropout rate in the actor (the paper uses 0.1 on Kitchen/Adroit only)."""
     batch_size: int = 256
     """Transitions per gradient step."""
+    network_init: Literal["lecun_normal", "uniform_fan_in"] = "lecun_normal"
+    """Initialisation of every network's Dense layers (``offrl.nets.NETWORK_INITS``); ``uniform_fan_in`` is PyTorch's."""
 
 
 @struct.dataclass
@@ -65,8 +68,9 @@ class State:
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
     k_actor, k_critic, k_value = jax.random.split(key, 3)
     obs, acts = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.action_dim))
-    actor_net = GaussianActor(config.hidden_dims, spec.action_dim, dropout_rate=config.actor_dropout)
-    critic_net, value_net = Critic(config.hidden_dims), ValueNet(config.hidden_dims)
+    init_name = config.network_init
+    actor_net = GaussianActor(config.hidden_dims, spec.action_dim, dropout_rate=config.actor_dropout, initializer=init_name)
+    critic_net, value_net = Critic(config.hidden_dims, initializer=init_name), ValueNet(config.hidden_dims, initializer=init_name)
     actor_lr = optax.cosine_decay_schedule(config.actor_lr, max(total_steps, 1)) if config.cosine_actor_lr else config.actor_lr
     actor = TrainState.create(apply_fn=actor_net.apply, params=actor_net.init(k_actor, obs), tx=optax.adam(actor_lr))
     critic = TrainState.create(apply_fn=critic_net.apply, params=critic_net.init(k_critic, obs, acts), tx=optax.adam(config.critic_lr))

@@ -13,25 +13,46 @@ import jax
 import jax.numpy as jnp
 
 
+NETWORK_INITS = ("lecun_normal", "uniform_fan_in")
+"""Initialisations of the Dense layers of :class:`MLP`: ``lecun_normal`` (Flax's default: kernel
+~ truncated normal with variance 1/fan_in, bias 0) and ``uniform_fan_in`` (kernel and bias ~
+U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the default of PyTorch's ``nn.Linear`` and so of the PyTorch
+reference implementations)."""
+
+
+def _dense(features: int, fan_in: int, init: str) -> nn.Dense:
+    if init == "lecun_normal":
+        return nn.Dense(features)
+    if init == "uniform_fan_in":
+        bound = 1.0 / float(fan_in) ** 0.5
+        uniform = lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+        return nn.Dense(features, kernel_init=uniform, bias_init=uniform)
+    raise ValueError(f"unknown network init {init!r}; valid values: {', '.join(NETWORK_INITS)}")
+
+
 class MLP(nn.Module):
-    """A multilayer perceptron: hidden layers with ``activation``, then a linear output layer."""
+    """A multilayer perceptron: hidden layers with ``activation``, then a linear output layer.
+
+    ``initializer`` names the Dense layers' initialisation (see :data:`NETWORK_INITS`).
+    """
 
     hidden_dims: Sequence[int]
     output_dim: int
     activation: Callable = nn.relu
     layer_norm: bool = False
     dropout_rate: float = 0.0
+    initializer: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, x: jax.Array, training: bool = False) -> jax.Array:
         for size in self.hidden_dims:
-            x = nn.Dense(size)(x)
+            x = _dense(size, x.shape[-1], self.initializer)(x)
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
             x = self.activation(x)
             if self.dropout_rate > 0.0:
                 x = nn.Dropout(self.dropout_rate, deterministic=not training)(x)
-        return nn.Dense(self.output_dim)(x)
+        return _dense(self.output_dim, x.shape[-1], self.initializer)(x)
 
 
 class DeterministicActor(nn.Module):
@@ -59,12 +80,13 @@ class GaussianActor(nn.Module):
     log_std_min: float = -5.0
     log_std_max: float = 2.0
     dropout_rate: float = 0.0
+    initializer: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, observations: jax.Array, training: bool = False) -> tuple[jax.Array, jax.Array]:
         """Returns ``(mean, log_std)``, both of shape (..., action_dim)."""
         out_dim = self.action_dim * (2 if self.state_dependent_std else 1)
-        out = MLP(self.hidden_dims, out_dim, dropout_rate=self.dropout_rate)(observations, training)
+        out = MLP(self.hidden_dims, out_dim, dropout_rate=self.dropout_rate, initializer=self.initializer)(observations, training)
         if self.state_dependent_std:
             mean, log_std = jnp.split(out, 2, axis=-1)
         else:
@@ -90,6 +112,7 @@ class Critic(nn.Module):
     hidden_dims: Sequence[int]
     num_qs: int = 2
     layer_norm: bool = False
+    initializer: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
@@ -102,7 +125,7 @@ class Critic(nn.Module):
             axis_size=self.num_qs,
         )
         x = jnp.concatenate([observations, actions], axis=-1)
-        return ensemble(self.hidden_dims, 1, layer_norm=self.layer_norm)(x)[..., 0]
+        return ensemble(self.hidden_dims, 1, layer_norm=self.layer_norm, initializer=self.initializer)(x)[..., 0]
 
 
 class ValueNet(nn.Module):
@@ -110,10 +133,11 @@ class ValueNet(nn.Module):
 
     hidden_dims: Sequence[int]
     layer_norm: bool = False
+    initializer: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, observations: jax.Array) -> jax.Array:
-        return MLP(self.hidden_dims, 1, layer_norm=self.layer_norm)(observations)[..., 0]
+        return MLP(self.hidden_dims, 1, layer_norm=self.layer_norm, initializer=self.initializer)(observations)[..., 0]
 
 
 class TanhGaussianActor(nn.Module):

@@ -1,0 +1,54 @@
+"""Known answers for the shared network initialisations (offrl.nets.NETWORK_INITS)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from offrl.nets import MLP, Critic, GaussianActor, ValueNet
+
+
+def _dense_layers(params):
+    """(kernel, bias) of every Dense layer in a parameter tree."""
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    kernels = {jax.tree_util.keystr(p[:-1]): np.asarray(x) for p, x in flat if jax.tree_util.keystr(p[-1:]) == "['kernel']"}
+    biases = {jax.tree_util.keystr(p[:-1]): np.asarray(x) for p, x in flat if jax.tree_util.keystr(p[-1:]) == "['bias']"}
+    assert kernels and kernels.keys() == biases.keys()
+    return [(kernels[k], biases[k]) for k in kernels]
+
+
+def test_uniform_fan_in_draws_kernel_and_bias_from_plus_minus_one_over_sqrt_fan_in():
+    params = MLP((300, 200), 4, initializer="uniform_fan_in").init(jax.random.PRNGKey(0), jnp.zeros((1, 100)))
+    layers = _dense_layers(params)
+    assert [k.shape for k, _ in layers] == [(100, 300), (300, 200), (200, 4)]
+    for kernel, bias in layers:
+        bound = 1.0 / np.sqrt(kernel.shape[0])
+        for x in (kernel, bias):
+            assert np.all(np.abs(x) <= bound)
+        # U(-b, b) has variance b^2 / 3; 800+ draws per layer put the estimate within 15%
+        np.testing.assert_allclose(kernel.var(), bound**2 / 3, rtol=0.15)
+        assert np.abs(bias).max() > 0.5 * bound  # biases are drawn, not zero
+
+
+def test_default_init_is_lecun_normal_with_zero_bias():
+    params = MLP((300,), 4).init(jax.random.PRNGKey(0), jnp.zeros((1, 100)))
+    (k1, b1), (k2, b2) = _dense_layers(params)
+    assert not b1.any() and not b2.any()
+    # truncated normal with variance 1 / fan_in (three times that of uniform_fan_in)
+    np.testing.assert_allclose(k1.var(), 1.0 / 100, rtol=0.1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda init: (GaussianActor((16,), 2, initializer=init), (jnp.zeros((1, 3)),)),
+    lambda init: (Critic((16,), initializer=init), (jnp.zeros((1, 3)), jnp.zeros((1, 2)))),
+    lambda init: (ValueNet((16,), initializer=init), (jnp.zeros((1, 3)),)),
+])
+def test_networks_pass_their_init_to_every_layer(make):
+    net, inputs = make("uniform_fan_in")
+    for kernel, bias in _dense_layers(net.init(jax.random.PRNGKey(1), *inputs)):
+        fan_in = kernel.shape[-2]
+        assert np.abs(bias).max() > 0 and np.abs(np.concatenate([kernel.ravel(), bias.ravel()])).max() <= 1 / np.sqrt(fan_in)
+    with pytest.raises(ValueError, match="unknown network init 'xavier'.*lecun_normal, uniform_fan_in"):
+        make("xavier")[0].init(jax.random.PRNGKey(1), *make("xavier")[1])
