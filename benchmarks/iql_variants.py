@@ -7,10 +7,10 @@ VARIANT names patches (combine with '-'): ``sig`` makes the actor's state-indepe
 instead of 1); ``torchinit`` draws every Dense kernel and bias from U(+-1/sqrt(fan_in)) (PyTorch's
 nn.Linear default; the same distribution as IQL's ``--algo.network-init uniform_fan_in``, added
 after these runs); any other name runs the defaults. Trains with ``offrl.fit`` (evaluations every
-STEPS/5 updates, 10 episodes) into /work/iql_exp/VARIANT-DATASET-SEEDSxSTEPS and appends a JSON
-line to /work/iql_exp/results.jsonl. Results: benchmarks/results/iql-init-2026-11-27.md.
+STEPS/5 updates, 10 episodes) into OUT/VARIANT-DATASET-SEEDSxSTEPS and appends a JSON line to
+OUT/results.jsonl (OUT: $IQL_VARIANTS_OUT, default runs/iql_variants). Results: benchmarks/results/iql-init-2026-11-27.md.
 """
-import json, sys, time, types
+import json, os, sys, time, types
 from pathlib import Path
 import numpy as np, jax, jax.numpy as jnp, flax.linen as fnn
 import offrl, offrl.nets as N
@@ -18,6 +18,8 @@ from offrl.algos import get_algo
 import offrl.algos.iql as iql
 
 variant, dataset, steps, seeds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+OUT = Path(os.environ.get("IQL_VARIANTS_OUT", "runs/iql_variants"))
+OUT.mkdir(parents=True, exist_ok=True)
 
 if "sig" in variant:
     class SigActor(N.GaussianActor):
@@ -46,10 +48,10 @@ if "torchinit" in variant:
 algo = get_algo("iql")
 t = time.time()
 res = offrl.fit(algo.config_cls(), dataset, steps=steps, seeds=seeds, eval_episodes=10, eval_interval=steps // 5,
-                run_dir=Path(f"/work/iql_exp/{variant}-{dataset}-{seeds}x{steps}"), progress=False, plot=False)
+                run_dir=OUT / f"{variant}-{dataset}-{seeds}x{steps}", progress=False, plot=False)
 scores = [float(r["normalized_score"]) for r in res.final_eval]
 out = {"variant": variant, "dataset": dataset, "steps": steps, "seeds": seeds, "per_seed": scores,
        "mean": float(np.mean(scores)), "std": float(np.std(scores)), "seconds": round(time.time() - t)}
 print(json.dumps(out))
-with open("/work/iql_exp/results.jsonl", "a") as f:
+with open(OUT / "results.jsonl", "a") as f:
     f.write(json.dumps(out) + "\n")
