@@ -198,7 +198,6 @@ def test_checkpoint_round_trip(name, dataset, tmp_path):
         np.testing.assert_allclose(values[1], np.asarray(direct), rtol=1e-5, atol=1e-5)
 
 
-
 @pytest.mark.xdist_group("iql")
 def test_seeds_share_one_compiled_init_and_train_chunk(tmp_path):
     """Any number of seeds, and every fit of the same config, reuse one compiled init and one compiled

@@ -50,5 +50,6 @@ def test_networks_pass_their_init_to_every_layer(make):
     for kernel, bias in _dense_layers(net.init(jax.random.PRNGKey(1), *inputs)):
         fan_in = kernel.shape[-2]
         assert np.abs(bias).max() > 0 and np.abs(np.concatenate([kernel.ravel(), bias.ravel()])).max() <= 1 / np.sqrt(fan_in)
+    bad_net, bad_inputs = make("xavier")
     with pytest.raises(ValueError, match="unknown network init 'xavier'.*lecun_normal, uniform_fan_in"):
-        make("xavier")[0].init(jax.random.PRNGKey(1), *make("xavier")[1])
+        bad_net.init(jax.random.PRNGKey(1), *bad_inputs)

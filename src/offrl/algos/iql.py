@@ -68,9 +68,9 @@ class State:
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
     k_actor, k_critic, k_value = jax.random.split(key, 3)
     obs, acts = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.action_dim))
-    init_name = config.network_init
-    actor_net = GaussianActor(config.hidden_dims, spec.action_dim, dropout_rate=config.actor_dropout, initializer=init_name)
-    critic_net, value_net = Critic(config.hidden_dims, initializer=init_name), ValueNet(config.hidden_dims, initializer=init_name)
+    hidden, init_name = config.hidden_dims, config.network_init
+    actor_net = GaussianActor(hidden, spec.action_dim, dropout_rate=config.actor_dropout, initializer=init_name)
+    critic_net, value_net = Critic(hidden, initializer=init_name), ValueNet(hidden, initializer=init_name)
     actor_lr = optax.cosine_decay_schedule(config.actor_lr, max(total_steps, 1)) if config.cosine_actor_lr else config.actor_lr
     actor = TrainState.create(apply_fn=actor_net.apply, params=actor_net.init(k_actor, obs), tx=optax.adam(actor_lr))
     critic = TrainState.create(apply_fn=critic_net.apply, params=critic_net.init(k_critic, obs, acts), tx=optax.adam(config.critic_lr))
