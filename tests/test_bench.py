@@ -37,6 +37,8 @@ def test_bench_rows_tables_reuse_and_peer(tmp_path, offrl_home, monkeypatch, cap
     assert ours["seeds"] == 2 and ours["steps"] == 200 and ours["episodes"] == 2 and len(ours["per_seed"]) == 2
     assert ours["score_mean"] == pytest.approx(np.mean(ours["per_seed"]))
     assert ours["command"].startswith("offrl bench locomotion-cpu") and ours["commit"]
+    assert ours["config"]["policy"] == "deterministic" and ours["config"]["batch_size"] == 256  # the defaults it ran with
+    assert "config" not in peer
     assert peer["per_seed"] == [10.0, 20.0] and peer["score_mean"] == 15.0 and peer["score_std"] == 5.0
     assert peer["library_version"] == "0.0-fake"
     table = (results / "locomotion-cpu" / "table.md").read_text()

@@ -30,6 +30,7 @@ The peer's row is stored once like any other, so later comparisons reuse it.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shlex
@@ -131,13 +132,15 @@ def run_ours(algo_name: str, dataset: str, seeds: int, steps: int, episodes: int
     from offrl.algos import get_algo
 
     algo = get_algo(algo_name)
+    config = algo.config_cls()
     t0 = time.perf_counter()
-    result = offrl.fit(algo.config_cls(), dataset, steps=steps, seeds=seeds, eval_episodes=episodes,
+    result = offrl.fit(config, dataset, steps=steps, seeds=seeds, eval_episodes=episodes,
                        run_dir=run_dir, progress=progress, plot=True)
     per_seed = [float(r["normalized_score"]) for r in result.final_eval]
     success = [r["success_rate"] for r in result.final_eval if r.get("success_rate") is not None]
     return {"per_seed": per_seed, "success_rate": float(np.mean(success)) if success else None,
-            "seconds": round(time.perf_counter() - t0, 1), "run_dir": str(run_dir), "library_version": offrl.__version__}
+            "seconds": round(time.perf_counter() - t0, 1), "run_dir": str(run_dir), "library_version": offrl.__version__,
+            "config": dataclasses.asdict(config)}  # the row says which defaults it ran with
 
 
 def run_peer(peer: str, python: str, algo_name: str, dataset: str, seeds: int, steps: int, episodes: int, work: Path) -> dict:

@@ -52,8 +52,9 @@ class Config:
     """Dropout rate in the actor (the paper uses 0.1 on Kitchen/Adroit only)."""
     batch_size: int = 256
     """Transitions per gradient step."""
-    network_init: Literal["lecun_normal", "uniform_fan_in"] = "lecun_normal"
-    """Initialisation of every network's Dense layers (``offrl.nets.NETWORK_INITS``); ``uniform_fan_in`` is PyTorch's."""
+    network_init: Literal["lecun_normal", "uniform_fan_in"] = "uniform_fan_in"
+    """Initialisation of every network's Dense layers (``offrl.nets.NETWORK_INITS``): ``uniform_fan_in`` (PyTorch's
+    ``nn.Linear`` init, measured better here) or ``lecun_normal`` (Flax's)."""
 
 
 @struct.dataclass
