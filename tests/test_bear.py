@@ -57,6 +57,22 @@ def test_critic_target_is_conservative_max_over_target_policy_samples():
     np.testing.assert_allclose(float(loss), ((q - y[None]) ** 2).mean(axis=1).sum(), rtol=1e-5)
 
 
+@pytest.mark.parametrize("std_coef", [0.0, 0.7])
+@pytest.mark.parametrize("step", [0, 10])  # in and after the warm start
+def test_actor_gradient_is_finite_when_the_ensemble_agrees(std_coef, step):
+    """Identical Q heads (std 0, as heads trained on a one-step bandit reach in float32): sqrt's
+    gradient at 0 is infinite, and 0 * inf poisoned the actor with NaN even when std_coef = 0."""
+    config = _config(ensemble_std_coef=std_coef, warmstart_steps=5)
+    state, batch = _state_and_batch(config)
+    same = jax.tree.map(lambda x: jnp.broadcast_to(x[:1], x.shape), state.critic.params)  # every head = head 0
+    state = state.replace(critic=state.critic.replace(params=same), step=jnp.asarray(step, state.step.dtype))
+    grads, info = jax.grad(lambda p: bear.actor_loss(config, state, p, batch, jax.random.PRNGKey(0)), has_aux=True)(
+        state.actor.params)
+    assert np.isfinite(float(info["actor_loss"]))
+    leaves = [np.asarray(g) for g in jax.tree.leaves(grads)]
+    assert all(np.isfinite(g).all() for g in leaves) and any(np.abs(g).max() > 0 for g in leaves)
+
+
 @pytest.mark.parametrize("actor_q, std_coef", [("min", 0.0), ("mean", 0.7)])
 @pytest.mark.parametrize("warm", [True, False])
 def test_actor_loss_matches_reference(actor_q, std_coef, warm):

@@ -215,7 +215,9 @@ def actor_loss(config: Config, state: State, params, batch: Batch, key: jax.Arra
     qs = flat_q(state, state.critic.params, batch.observations, actions).mean(axis=2)  # (K, B): mean over the m samples
     q = qs.min(axis=0) if config.actor_q == "min" else qs.mean(axis=0)
     alpha = state.alpha.apply_fn(state.alpha.params)
-    improve = -q + config.ensemble_std_coef * qs.std(axis=0) + alpha * mmd
+    improve = -q + alpha * mmd
+    if config.ensemble_std_coef:  # sqrt(var + tiny): std's gradient is 0/0 = NaN where the K heads agree exactly
+        improve = improve + config.ensemble_std_coef * jnp.sqrt(qs.var(axis=0) + 1e-12)
     loss = jnp.where(state.step < config.warmstart_steps, alpha * mmd, improve).mean()
     return loss, {"actor_loss": loss, "mmd_mean": mmd.mean(), "actor_q_mean": q.mean()}
 
