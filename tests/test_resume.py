@@ -80,3 +80,25 @@ def test_checkpoint_is_written_atomically(dataset, tmp_path, monkeypatch):
         ckpt.save_checkpoint(result.run_dir / "checkpoint.msgpack", {"x": np.zeros(3)}, np.zeros(2), {"step": 99})
     assert (result.run_dir / "checkpoint.msgpack").read_bytes() == before
     assert [p.name for p in result.run_dir.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_diverged_training_stops_with_a_clear_error_before_checkpointing_it(dataset, tmp_path, capsys):
+    """Adam with lr 1e30 sends BC's weights to ~1e30 in one update and its loss to Inf then NaN. The
+    run stops at the first chunk whose state is not finite, naming the seeds, before writing a
+    checkpoint from it; the same loop with a sane learning rate runs through."""
+    from offrl.algos import bc
+    from offrl.cli import main
+    from offrl.train import TrainingDivergedError
+
+    good = dict(steps=60, chunk=20, checkpoint_interval=20, progress=False, plot=False, evaluate_at_end=False)
+    result = offrl.fit(bc.Config(), dataset, run_dir=tmp_path / "ok", **good)  # the same loop, finite: no error
+    assert result.step == 60
+    with pytest.raises(TrainingDivergedError, match=r"seed index \[0, 1\] \(of 2\) holds NaN or Inf after update 20"):
+        offrl.fit(bc.Config(actor_lr=1e30), dataset, seeds=2, run_dir=tmp_path / "bad", **good)
+    assert not (tmp_path / "bad" / "checkpoint.msgpack").exists()  # nothing written from a NaN state
+
+    # the CLI reports it as an error (exit 2), not a traceback
+    dataset.save_hdf5(tmp_path / "d.hdf5")
+    code = main(["train", "bc", "--dataset", str(tmp_path / "d.hdf5"), "--steps", "60", "--chunk", "20",
+                 "--checkpoint-interval", "20", "--run-dir", str(tmp_path / "cli"), "--algo.actor-lr", "1e30", "--no-progress"])
+    assert code == 2 and "training diverged" in capsys.readouterr().err

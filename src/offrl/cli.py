@@ -82,8 +82,9 @@ def _offrl_errors():
     from offrl.algos.registry import UnknownAlgorithmError
     from offrl.checkpoint import CheckpointError
     from offrl.data import DatasetError
+    from offrl.train import TrainingDivergedError
 
-    return (UsageError, UnknownAlgorithmError, CheckpointError, DatasetError, FileNotFoundError)
+    return (UsageError, UnknownAlgorithmError, CheckpointError, DatasetError, FileNotFoundError, TrainingDivergedError)
 
 
 def cmd_algos(argv: list[str]) -> int:

@@ -203,6 +203,28 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
 
 
+class TrainingDivergedError(FloatingPointError):
+    """An agent's parameters or optimiser state became NaN or Inf during training."""
+
+
+@jax.jit
+def _finite_per_seed(states) -> jax.Array:
+    """(seeds,) bool: every float leaf of seed i's state is finite."""
+    leaves = [x for x in jax.tree.leaves(states) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.stack([jnp.isfinite(x).reshape(x.shape[0], -1).all(axis=1) for x in leaves]).all(axis=0)
+
+
+def _check_finite(states, step: int, run_dir: Path, algo_name: str) -> None:
+    bad = np.flatnonzero(~np.asarray(_finite_per_seed(states)))
+    if bad.size:
+        seeds = int(np.asarray(jax.tree.leaves(states)[0]).shape[0])
+        raise TrainingDivergedError(
+            f"training diverged: the {algo_name} state of seed index {bad.tolist()} (of {seeds}) holds NaN or Inf after "
+            f"update {step}; no checkpoint was written from it (the last one in {run_dir}, if any, is finite). "
+            "Fix: lower the learning rates (--algo.*-lr), check the reward scale (--reward-scaling) and the "
+            "algorithm's regularisation weights, then train again.")
+
+
 def _default_run_dir(algo_name: str, dataset: Dataset) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = (dataset.info.name or "dataset").replace("/", "_")
@@ -360,6 +382,7 @@ def fit(
             dt = time.perf_counter() - t0
             step += n
             steps_done += n
+            _check_finite(states, step, run_dir, algo.name)  # before any checkpoint or eval of a NaN state
             row = {"step": step, "updates_per_s": n / dt, "elapsed_s": time.perf_counter() - t_start}
             for key, value in metrics.items():
                 value = np.asarray(value, np.float64)
