@@ -7,9 +7,9 @@
 Every algorithm trains ``seeds`` agents in one compiled call (``offrl.fit``) with its paper defaults
 on every dataset of the suite, is evaluated at the end over ``episodes`` episodes per seed, and
 appends one **row** per (dataset, algorithm) to ``RESULTS/SUITE/rows.jsonl``: scores per seed,
-mean ± std, success rate where the env reports one, wall time, and the budget it ran with
-(datasets, seeds, updates, episodes), the algorithm's config (ours), the command and the commit. The **table** (Markdown, CSV and
-a bar chart PNG beside the rows) shows the latest row of each (dataset, algorithm, library, budget),
+mean ± std, success rate where the env reports one, wall time, the budget it ran with (datasets,
+seeds, updates, episodes), the algorithm's config (ours), the command and the commit. The **table**
+(Markdown, CSV and a bar chart PNG beside the rows) shows the latest row of each (dataset, algorithm, library, budget),
 so runs made at different times and with different budgets sit side by side, each labelled with its
 budget. A row that already exists for the same budget is kept and not run again unless ``--rerun``.
 

@@ -215,9 +215,10 @@ def _finite_per_seed(states) -> jax.Array:
 
 
 def _check_finite(states, step: int, run_dir: Path, algo_name: str) -> None:
-    bad = np.flatnonzero(~np.asarray(_finite_per_seed(states)))
+    finite = np.asarray(_finite_per_seed(states))
+    bad = np.flatnonzero(~finite)
     if bad.size:
-        seeds = int(np.asarray(jax.tree.leaves(states)[0]).shape[0])
+        seeds = finite.size
         raise TrainingDivergedError(
             f"training diverged: the {algo_name} state of seed index {bad.tolist()} (of {seeds}) holds NaN or Inf after "
             f"update {step}; no checkpoint was written from it (the last one in {run_dir}, if any, is finite). "
