@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from offrl.bench import SUITES, read_rows
+from offrl.bench import SUITES, pool_seed_extensions, read_rows
 from offrl.cli import main
 
 TINY = ["--datasets", "pendulum-random", "--steps", "200", "--seeds", "2", "--episodes", "2", "--no-progress"]
@@ -64,3 +64,30 @@ def test_bench_rejects_unknown_names(tmp_path, offrl_home, capsys):
     assert main(["bench", "maze-cpu", "--datasets", "maze-nowhere", "--results", str(tmp_path)]) == 2
     assert "unknown datasets ['maze-nowhere']" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_first_seed_rows_extend_a_stored_row_and_the_table_pools_them(tmp_path, offrl_home, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "benchmarks" / "peers").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "peers" / "fake.py").write_text(FAKE_PEER)
+    results = tmp_path / "res"
+    common = ["bench", "locomotion-cpu", "--algos", "bc", "--datasets", "pendulum-random", "--steps", "200",
+              "--episodes", "2", "--no-progress", "--results", str(results), "--peer", "fake", "--peer-python", sys.executable]
+    assert main(common + ["--seeds", "2", "--peer-seeds", "2"]) == 0
+    assert main(common + ["--seeds", "1", "--peer-seeds", "1", "--first-seed", "1"]) == 0  # seed 1 again, alone
+    assert main(common + ["--seeds", "1", "--peer-seeds", "1", "--first-seed", "2"]) == 0  # extends seeds 0-1
+    rows = read_rows(results / "locomotion-cpu")
+    ours = {r["first_seed"]: r for r in rows if r["library"] == "offrl"}
+    peer = {r["first_seed"]: r for r in rows if r["library"] == "fake"}
+    # Agent i of a run from seed s is the agent of seed s + i: the lone seed-1 run reproduces the pair's second agent.
+    assert ours[1]["per_seed"] == [ours[0]["per_seed"][1]]
+    assert peer[1]["per_seed"] == [20.0] and peer[2]["per_seed"] == [30.0]  # the peer was given seeds [1] and [2]
+    table = (results / "locomotion-cpu" / "table.md").read_text()
+    assert "20.0 ± 8.2 (3×200, pooled)" in table  # 10, 20, 30: seeds 0-1 and seed 2 in one cell
+    assert "20.0 ± 0.0 (1×200, seed 1)" in table  # the overlapping row stays apart
+    pooled = ours[0]["per_seed"] + ours[2]["per_seed"]
+    assert f"{np.mean(pooled):.1f} ± {np.std(pooled):.1f} (3×200, pooled)" in table
+    # Rows run with another algorithm config are not pooled.
+    other = {**ours[2], "config": {**ours[2]["config"], "batch_size": 64}}
+    assert [r["seeds"] for r in pool_seed_extensions([ours[0], other])] == [2, 1]
+    assert [r["seeds"] for r in pool_seed_extensions([ours[0], ours[2]])] == [3]

@@ -12,6 +12,9 @@ seeds, updates, episodes), the algorithm's config (ours), the command and the co
 (Markdown, CSV and a bar chart PNG beside the rows) shows the latest row of each (dataset, algorithm, library, budget),
 so runs made at different times and with different budgets sit side by side, each labelled with its
 budget. A row that already exists for the same budget is kept and not run again unless ``--rerun``.
+More seeds later: ``--first-seed 3 --seeds 2`` trains seeds 3 and 4 (agent ``i`` of a run from seed
+``s`` is the agent a run of seed ``s + i`` trains), and the table pools that row with the stored
+row of seeds 0-2 of the same budget and config into one 5-seed cell marked "pooled".
 
 Tiers: ``locomotion`` and ``maze`` are the full-size rows (1M updates: for GPU machines);
 ``locomotion-cpu`` and ``maze-cpu`` are sized so one IQL-cost algorithm's 3-seed row takes about an
@@ -88,6 +91,9 @@ class BenchArgs:
     """Python of the peer's environment (default: .venv-NAME/bin/python)."""
     peer_seeds: int = 1
     """Seeds of the peer's rows (peers train one seed per process; usually slower)."""
+    first_seed: int = 0
+    """Seed of the first agent (ours and the peer's): rows of seeds ``first_seed ..`` extend a stored row of
+    seeds ``0 .. first_seed-1`` with the same budget and config; the table pools them into one cell."""
     results: str = "benchmarks/results/bench"
     """Folder of the row store and tables (SUITE/ below it)."""
     rerun: bool = False
@@ -106,7 +112,38 @@ def git_commit() -> str:
 
 
 def budget_key(row: dict) -> tuple:
-    return (row["dataset"], row["algo"], row["library"], row["seeds"], row["steps"], row["episodes"])
+    return (row["dataset"], row["algo"], row["library"], row["seeds"], row["steps"], row["episodes"],
+            row.get("first_seed", 0))
+
+
+def pool_seed_extensions(rows: list[dict]) -> list[dict]:
+    """Merge each row of seeds ``first_seed ..`` into the row of seeds ``0 .. first_seed-1`` it extends.
+
+    A row extends another when dataset, algorithm, library, updates, evaluation episodes and (ours)
+    algorithm config agree and its first seed is where the other's seeds end; chains pool in order.
+    The pooled row lists every seed's score and the commits and seconds of its parts.
+    """
+
+    def same_run(a: dict, b: dict) -> bool:
+        return all(a[k] == b[k] for k in ("dataset", "algo", "library", "steps", "episodes")) and a.get("config") == b.get("config")
+
+    pooled: list[dict] = []
+    for row in sorted(rows, key=lambda r: r.get("first_seed", 0)):
+        start = row.get("first_seed", 0)
+        base = next((p for p in pooled if start > 0 and p.get("first_seed", 0) == 0 and p["seeds"] == start
+                     and same_run(p, row)), None)
+        if base is None:
+            pooled.append(dict(row))
+            continue
+        per_seed = list(base["per_seed"]) + list(row["per_seed"])
+        mean, std = summarise(per_seed)
+        if base.get("success_rate") is not None and row.get("success_rate") is not None:  # a mean over seeds
+            base["success_rate"] = (base["success_rate"] * base["seeds"] + row["success_rate"] * row["seeds"]) / len(per_seed)
+        base.update(per_seed=per_seed, seeds=len(per_seed), score_mean=mean, score_std=std,
+                    commit=" + ".join(dict.fromkeys(str(base["commit"]).split(" + ") + [str(row["commit"])])),
+                    seconds=round(float(base.get("seconds") or 0) + float(row.get("seconds") or 0), 1),
+                    pooled=base.get("pooled", 1) + 1)
+    return pooled
 
 
 def read_rows(folder: Path) -> list[dict]:
@@ -127,14 +164,15 @@ def summarise(per_seed: list[float]) -> tuple[float, float]:
     return float(scores.mean()), float(scores.std())
 
 
-def run_ours(algo_name: str, dataset: str, seeds: int, steps: int, episodes: int, run_dir: Path, progress: bool) -> dict:
+def run_ours(algo_name: str, dataset: str, seeds: int, steps: int, episodes: int, run_dir: Path, progress: bool,
+             first_seed: int = 0) -> dict:
     import offrl
     from offrl.algos import get_algo
 
     algo = get_algo(algo_name)
     config = algo.config_cls()
     t0 = time.perf_counter()
-    result = offrl.fit(config, dataset, steps=steps, seeds=seeds, eval_episodes=episodes,
+    result = offrl.fit(config, dataset, steps=steps, seed=first_seed, seeds=seeds, eval_episodes=episodes,
                        run_dir=run_dir, progress=progress, plot=True)
     per_seed = [float(r["normalized_score"]) for r in result.final_eval]
     success = [r["success_rate"] for r in result.final_eval if r.get("success_rate") is not None]
@@ -143,7 +181,8 @@ def run_ours(algo_name: str, dataset: str, seeds: int, steps: int, episodes: int
             "config": dataclasses.asdict(config)}  # the row says which defaults it ran with
 
 
-def run_peer(peer: str, python: str, algo_name: str, dataset: str, seeds: int, steps: int, episodes: int, work: Path) -> dict:
+def run_peer(peer: str, python: str, algo_name: str, dataset: str, seeds: int, steps: int, episodes: int, work: Path,
+             first_seed: int = 0) -> dict:
     from offrl.data import dataset_path, load_dataset
 
     ds = load_dataset(dataset)  # makes and caches the file on first use: the peer reads the same bytes
@@ -155,7 +194,7 @@ def run_peer(peer: str, python: str, algo_name: str, dataset: str, seeds: int, s
                          "or pass --peer-python")
     work.mkdir(parents=True, exist_ok=True)
     job = {"algo": algo_name, "dataset": dataset, "dataset_file": str(dataset_path(dataset)), "env_id": ds.info.env_id,
-           "env_kwargs": ds.info.env_kwargs, "steps": steps, "seeds": list(range(seeds)), "episodes": episodes,
+           "env_kwargs": ds.info.env_kwargs, "steps": steps, "seeds": list(range(first_seed, first_seed + seeds)), "episodes": episodes,
            "ref_min_score": ds.info.ref_min_score, "ref_max_score": ds.info.ref_max_score}
     (work / "job.json").write_text(json.dumps(job, indent=2))
     t0 = time.perf_counter()
@@ -163,6 +202,10 @@ def run_peer(peer: str, python: str, algo_name: str, dataset: str, seeds: int, s
     result = json.loads((work / "result.json").read_text())
     return {"per_seed": [float(s) for s in result["per_seed"]], "success_rate": result.get("success_rate"),
             "seconds": round(time.perf_counter() - t0, 1), "run_dir": str(work), "library_version": result.get("library_version")}
+
+
+def _seed_range(first: int, n: int) -> str:
+    return f"seed {first}" if n == 1 else f"seeds {first}–{first + n - 1}"
 
 
 def _steps(n: int) -> str:
@@ -174,7 +217,7 @@ def write_table(folder: Path, suite_name: str) -> Path:
     latest: dict[tuple, dict] = {}
     for row in read_rows(folder):
         latest[budget_key(row)] = row
-    rows = sorted(latest.values(), key=lambda r: (r["dataset"], r["library"] != "offrl", r["algo"], -r["steps"]))
+    rows = sorted(pool_seed_extensions(list(latest.values())), key=lambda r: (r["dataset"], r["library"] != "offrl", r["algo"], -r["steps"]))
     columns = list(dict.fromkeys(f"{r['algo']}" + ("" if r["library"] == "offrl" else f" ({r['library']})") for r in rows))
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
 
@@ -183,7 +226,7 @@ def write_table(folder: Path, suite_name: str) -> Path:
 
     with (folder / "table.csv").open("w", newline="") as f:
         fields = ["dataset", "algo", "library", "score_mean", "score_std", "per_seed", "success_rate", "seeds", "steps",
-                  "episodes", "seconds", "commit", "date", "command"]
+                  "episodes", "seconds", "commit", "date", "command", "pooled"]
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for r in rows:
@@ -191,14 +234,17 @@ def write_table(folder: Path, suite_name: str) -> Path:
     lines = [f"# `offrl bench {suite_name}`", "",
              f"Suite: {SUITES[suite_name].note if suite_name in SUITES else suite_name}. Normalised score "
              "100·(R − R_random)/(R_expert − R_random), mean ± std over seeds; each cell names its budget "
-             "(seeds × updates, evaluation episodes per seed). Rows, commands and commits: `rows.jsonl`, `table.csv`.", "",
+             "(seeds × updates, evaluation episodes per seed; \"pooled\": seeds from rows run at different times, "
+             "`--first-seed`). Rows, commands and commits: `rows.jsonl`, `table.csv`.", "",
              "| dataset | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for d in datasets:
         cells = []
         for c in columns:
             found = [r for r in rows if r["dataset"] == d and label(r) == c]
             cells.append("<br>".join(f"{r['score_mean']:.1f} ± {r['score_std']:.1f} ({r['seeds']}×{_steps(r['steps'])}"
-                                     + (f", success {r['success_rate']:.2f}" if r.get("success_rate") is not None else "") + ")"
+                                     + (f", {_seed_range(r['first_seed'], r['seeds'])}" if r.get("first_seed") and not r.get("pooled") else "")
+                                     + (f", success {r['success_rate']:.2f}" if r.get("success_rate") is not None else "")
+                                     + (", pooled" if r.get("pooled") else "") + ")"
                                      for r in found) or "–")
         lines.append(f"| {d} | " + " | ".join(cells) + " |")
     if len(datasets) > 1:
@@ -256,23 +302,26 @@ def bench(args: BenchArgs, argv: list[str]) -> Path:
     folder = Path(args.results) / args.suite
     stored = {budget_key(r) for r in read_rows(folder)}
     command = "offrl bench " + " ".join(shlex.quote(a) for a in argv)
+    if args.first_seed < 0:
+        raise ValueError(f"--first-seed must be >= 0, got {args.first_seed}")
+    first = args.first_seed
     jobs = [(d, a, "offrl", seeds) for d in datasets for a in algos]
     if args.peer:
         jobs += [(d, a, args.peer, args.peer_seeds) for d in datasets for a in algos]
     for dataset, algo, library, n_seeds in jobs:
-        key = (dataset, algo, library, n_seeds, steps, episodes)
+        key = (dataset, algo, library, n_seeds, steps, episodes, first)
         if key in stored and not args.rerun:
             print(f"{dataset} {algo} ({library}): stored row reused (--rerun to run it again)", file=sys.stderr)
             continue
-        stem = f"{algo}-{dataset}-{library}-s{n_seeds}x{steps}"
+        stem = f"{algo}-{dataset}-{library}-s{n_seeds}x{steps}" + (f"-from{first}" if first else "")
         if library == "offrl":
-            out = run_ours(algo, dataset, n_seeds, steps, episodes, folder / "runs" / stem, args.progress)
+            out = run_ours(algo, dataset, n_seeds, steps, episodes, folder / "runs" / stem, args.progress, first)
         else:
             python = args.peer_python or f".venv-{library}/bin/python"
-            out = run_peer(library, python, algo, dataset, n_seeds, steps, episodes, folder / "runs" / stem)
+            out = run_peer(library, python, algo, dataset, n_seeds, steps, episodes, folder / "runs" / stem, first)
         mean, std = summarise(out["per_seed"])
         row = {"suite": args.suite, "dataset": dataset, "algo": algo, "library": library, "seeds": n_seeds, "steps": steps,
-               "episodes": episodes, "score_mean": mean, "score_std": std, **out, "commit": git_commit(),
+               "episodes": episodes, "first_seed": first, "score_mean": mean, "score_std": std, **out, "commit": git_commit(),
                "date": time.strftime("%Y-%m-%d %H:%M"), "command": command}
         append_row(folder, row)
         print(f"{dataset:>24} {algo:>12} ({library}): {mean:6.1f} ± {std:4.1f}  ({out['seconds']} s)", file=sys.stderr)
