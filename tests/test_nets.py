@@ -53,3 +53,21 @@ def test_networks_pass_their_init_to_every_layer(make):
     bad_net, bad_inputs = make("xavier")
     with pytest.raises(ValueError, match="unknown network init 'xavier'.*lecun_normal, uniform_fan_in"):
         bad_net.init(jax.random.PRNGKey(1), *bad_inputs)
+
+
+def test_log_std_bounds_clip_and_sigmoid():
+    obs = jnp.zeros((4, 3))
+    clip, sigmoid = GaussianActor((8,), 2, log_std_bound="clip"), GaussianActor((8,), 2, log_std_bound="sigmoid")
+    params = clip.init(jax.random.PRNGKey(0), obs)
+    np.testing.assert_array_equal(clip.apply(params, obs)[1], 0.0)  # a free parameter starting at 0
+    np.testing.assert_allclose(sigmoid.apply(params, obs)[1], -1.5)  # -5 + 7 sigmoid(0): the midpoint
+    for theta, want_clip, want_sigmoid in [(-40.0, -5.0, -5.0), (1.0, 1.0, -5.0 + 7.0 / (1.0 + np.exp(-1.0))), (40.0, 2.0, 2.0)]:
+        p = {"params": {**params["params"], "log_std": jnp.full((2,), theta)}}
+        np.testing.assert_allclose(clip.apply(p, obs)[1], want_clip, atol=1e-6)
+        np.testing.assert_allclose(sigmoid.apply(p, obs)[1], want_sigmoid, atol=1e-6)
+    # The sigmoid keeps a gradient beyond the bounds' reach of a clip.
+    grad = jax.grad(lambda t, net: net.apply({"params": {**params["params"], "log_std": t}}, obs)[1].sum())
+    assert np.all(np.asarray(grad(jnp.full((2,), 3.0), clip)) == 0.0)
+    assert np.all(np.asarray(grad(jnp.full((2,), 3.0), sigmoid)) > 0.0)
+    with pytest.raises(ValueError, match="unknown log_std_bound 'tanh'"):
+        GaussianActor((8,), 2, log_std_bound="tanh").init(jax.random.PRNGKey(0), obs)

@@ -52,6 +52,9 @@ class Config:
     """Dropout rate in the actor (the paper uses 0.1 on Kitchen/Adroit only)."""
     batch_size: int = 256
     """Transitions per gradient step."""
+    log_std_bound: Literal["clip", "sigmoid"] = "clip"
+    """How the policy's state-independent log-std stays in [-5, 2] (``offrl.nets.GaussianActor``): ``clip`` (a clipped
+    free parameter starting at 0) or ``sigmoid`` (-5 + 7 sigmoid(theta), starting at -1.5)."""
     network_init: Literal["lecun_normal", "uniform_fan_in"] = "uniform_fan_in"
     """Initialisation of every network's Dense layers (``offrl.nets.NETWORK_INITS``): ``uniform_fan_in`` (PyTorch's
     ``nn.Linear`` init, measured better here) or ``lecun_normal`` (Flax's)."""
@@ -70,7 +73,8 @@ def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> St
     k_actor, k_critic, k_value = jax.random.split(key, 3)
     obs, acts = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.action_dim))
     hidden, init_name = config.hidden_dims, config.network_init
-    actor_net = GaussianActor(hidden, spec.action_dim, dropout_rate=config.actor_dropout, initializer=init_name)
+    actor_net = GaussianActor(hidden, spec.action_dim, dropout_rate=config.actor_dropout, initializer=init_name,
+                              log_std_bound=config.log_std_bound)
     critic_net, value_net = Critic(hidden, initializer=init_name), ValueNet(hidden, initializer=init_name)
     actor_lr = optax.cosine_decay_schedule(config.actor_lr, max(total_steps, 1)) if config.cosine_actor_lr else config.actor_lr
     actor = TrainState.create(apply_fn=actor_net.apply, params=actor_net.init(k_actor, obs), tx=optax.adam(actor_lr))

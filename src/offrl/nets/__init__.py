@@ -66,6 +66,9 @@ class DeterministicActor(nn.Module):
         return jnp.tanh(MLP(self.hidden_dims, self.action_dim)(observations))
 
 
+LOG_STD_BOUNDS = ("clip", "sigmoid")
+
+
 class GaussianActor(nn.Module):
     """pi(a|s) = N(tanh(mu(s)), diag(exp(log_std))^2).
 
@@ -81,10 +84,13 @@ class GaussianActor(nn.Module):
     log_std_max: float = 2.0
     dropout_rate: float = 0.0
     initializer: str = "lecun_normal"
+    log_std_bound: str = "clip"
 
     @nn.compact
     def __call__(self, observations: jax.Array, training: bool = False) -> tuple[jax.Array, jax.Array]:
         """Returns ``(mean, log_std)``, both of shape (..., action_dim)."""
+        if self.log_std_bound not in LOG_STD_BOUNDS:
+            raise ValueError(f"unknown log_std_bound {self.log_std_bound!r}; valid values: {', '.join(LOG_STD_BOUNDS)}")
         out_dim = self.action_dim * (2 if self.state_dependent_std else 1)
         out = MLP(self.hidden_dims, out_dim, dropout_rate=self.dropout_rate, initializer=self.initializer)(observations, training)
         if self.state_dependent_std:
@@ -93,7 +99,10 @@ class GaussianActor(nn.Module):
             mean = out
             log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
             log_std = jnp.broadcast_to(log_std, mean.shape)
-        log_std = jnp.clip(log_std, self.log_std_min, self.log_std_max)
+        if self.log_std_bound == "sigmoid":
+            log_std = self.log_std_min + (self.log_std_max - self.log_std_min) * jax.nn.sigmoid(log_std)
+        else:
+            log_std = jnp.clip(log_std, self.log_std_min, self.log_std_max)
         return jnp.tanh(mean), log_std
 
 
