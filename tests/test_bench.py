@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from offrl.bench import SUITES, pool_seed_extensions, read_rows
+from offrl.bench import SUITES, pool_seed_extensions, read_rows, write_table
 from offrl.cli import main
 
 TINY = ["--datasets", "pendulum-random", "--steps", "200", "--seeds", "2", "--episodes", "2", "--no-progress"]
@@ -91,3 +91,16 @@ def test_first_seed_rows_extend_a_stored_row_and_the_table_pools_them(tmp_path, 
     other = {**ours[2], "config": {**ours[2]["config"], "batch_size": 64}}
     assert [r["seeds"] for r in pool_seed_extensions([ours[0], other])] == [2, 1]
     assert [r["seeds"] for r in pool_seed_extensions([ours[0], ours[2]])] == [3]
+
+
+def test_mean_row_and_chart_use_each_cells_row_with_most_seeds(tmp_path):
+    def row(dataset, seeds, steps, score):
+        return {"suite": "x", "dataset": dataset, "algo": "iql", "library": "offrl", "seeds": seeds, "steps": steps,
+                "episodes": 10, "score_mean": score, "score_std": 0.0, "per_seed": [score] * seeds, "commit": "c"}
+
+    folder = tmp_path / "x"
+    folder.mkdir()
+    rows = [row("a", 3, 50, 10.0), row("a", 1, 100, 99.0), row("b", 3, 100, 30.0), row("b", 3, 50, 99.0)]
+    (folder / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = write_table(folder, "x").read_text()
+    assert table.splitlines()[-1].endswith("| 20.0 |")  # a: 3 seeds beat 1 seed at more updates; b: 100 beats 50

@@ -204,6 +204,11 @@ def run_peer(peer: str, python: str, algo_name: str, dataset: str, seeds: int, s
             "seconds": round(time.perf_counter() - t0, 1), "run_dir": str(work), "library_version": result.get("library_version")}
 
 
+def _headline(found: list[dict]) -> dict | None:
+    """The row of a cell that the bar chart and the mean row use: most seeds, then most updates."""
+    return max(found, key=lambda r: (r["seeds"], r["steps"])) if found else None
+
+
 def _seed_range(first: int, n: int) -> str:
     return f"seed {first}" if n == 1 else f"seeds {first}–{first + n - 1}"
 
@@ -250,9 +255,10 @@ def write_table(folder: Path, suite_name: str) -> Path:
     if len(datasets) > 1:
         means = []
         for c in columns:
-            found = {r["dataset"]: r["score_mean"] for r in rows if label(r) == c}
+            found = {d: _headline([r for r in rows if r["dataset"] == d and label(r) == c]) for d in datasets}
+            found = {d: r["score_mean"] for d, r in found.items() if r is not None}
             means.append(f"{np.mean(list(found.values())):.1f}" if len(found) == len(datasets) else "–")
-        lines.append("| **mean** | " + " | ".join(means) + " |")
+        lines.append("| **mean** (per cell: the row with most seeds, then most updates) | " + " | ".join(means) + " |")
     (folder / "table.md").write_text("\n".join(lines) + "\n")
 
     import matplotlib
@@ -268,8 +274,9 @@ def write_table(folder: Path, suite_name: str) -> Path:
             found = [r for r in rows if r["dataset"] == d and label(r) == c]
             if found:
                 xs.append(j + i * width)
-                ms.append(found[0]["score_mean"])
-                ss.append(found[0]["score_std"])
+                best = _headline(found)
+                ms.append(best["score_mean"])
+                ss.append(best["score_std"])
         ax.bar(xs, ms, width, yerr=ss, label=c, capsize=3)
     ax.set_xticks(np.arange(len(datasets)) + width * (len(columns) - 1) / 2, datasets, fontsize=8)
     ax.set_ylabel("normalised score")
