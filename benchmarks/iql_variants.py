@@ -6,7 +6,10 @@ VARIANT names patches (combine with '-'): ``sig`` makes the actor's state-indepe
 ``log_std_min + sigmoid(p) (log_std_max - log_std_min)`` (d3rlpy's NormalPolicy; initial std 0.22
 instead of 1); ``torchinit`` draws every Dense kernel and bias from U(+-1/sqrt(fan_in)) (PyTorch's
 nn.Linear default; the same distribution as IQL's ``--algo.network-init uniform_fan_in``, added
-after these runs); any other name runs the defaults. Trains with ``offrl.fit`` (evaluations every
+after these runs); ``sigopt`` sets the library option ``log_std_bound="sigmoid"`` (the same
+parameterisation as ``sig``); ``oldv`` fits the critics to r + discount V(s') with V *before* this
+update's value step (d3rlpy's order; ours and the IQL authors' use V after it); any other name runs
+the defaults. Trains with ``offrl.fit`` (evaluations every
 STEPS/5 updates, 10 episodes) into OUT/VARIANT-DATASET-SEEDSxSTEPS and appends a JSON line to
 OUT/results.jsonl (OUT: $IQL_VARIANTS_OUT, default runs/iql_variants). Results: benchmarks/results/iql-init-2026-11-27.md.
 """
@@ -45,9 +48,29 @@ if "torchinit" in variant:
     ns.Dense = TorchDense
     N.nn = ns
 
+if "oldv" in variant:
+    import dataclasses
+    from offrl.algos import registry
+    from offrl.losses import polyak_update
+
+    def update_old_v(config, state, batch, key):
+        q, before = iql.target_q(state, batch), state
+        grads, v_info = jax.grad(lambda p: iql.value_loss(config, state, p, batch, q), has_aux=True)(state.value.params)
+        state = state.replace(value=state.value.apply_gradients(grads=grads))
+        grads, a_info = jax.grad(lambda p: iql.actor_loss(config, state, p, batch, q, key), has_aux=True)(state.actor.params)
+        state = state.replace(actor=state.actor.apply_gradients(grads=grads))
+        grads, c_info = jax.grad(lambda p: iql.critic_loss(config, before, p, batch), has_aux=True)(state.critic.params)
+        critic = state.critic.apply_gradients(grads=grads)
+        state = state.replace(critic=critic, step=state.step + 1,
+                              target_critic_params=polyak_update(critic.params, state.target_critic_params, config.tau))
+        return state, {**v_info, **a_info, **c_info}
+
+    registry._REGISTRY["iql"] = dataclasses.replace(registry._REGISTRY["iql"], update=update_old_v)
+
 algo = get_algo("iql")
+config = algo.config_cls(log_std_bound="sigmoid") if "sigopt" in variant else algo.config_cls()
 t = time.time()
-res = offrl.fit(algo.config_cls(), dataset, steps=steps, seeds=seeds, eval_episodes=10, eval_interval=steps // 5,
+res = offrl.fit(config, dataset, steps=steps, seeds=seeds, eval_episodes=10, eval_interval=steps // 5,
                 run_dir=OUT / f"{variant}-{dataset}-{seeds}x{steps}", progress=False, plot=False)
 scores = [float(r["normalized_score"]) for r in res.final_eval]
 out = {"variant": variant, "dataset": dataset, "steps": steps, "seeds": seeds, "per_seed": scores,
