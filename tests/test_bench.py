@@ -106,3 +106,60 @@ def test_mean_row_and_chart_use_each_cells_row_with_most_seeds(tmp_path):
     (folder / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     table = write_table(folder, "x").read_text()
     assert table.splitlines()[-1].endswith("| 20.0 |")  # a: 3 seeds beat 1 seed at more updates; b: 100 beats 50
+
+
+def test_set_overrides_are_part_of_a_rows_identity(tmp_path, offrl_home, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    results = tmp_path / "res"
+    argv = ["bench", "locomotion-cpu", "--algos", "bc", "--datasets", "pendulum-random", "--steps", "100", "--seeds", "1",
+            "--episodes", "1", "--no-progress", "--results", str(results)]
+    assert main(argv) == 0
+    assert main(argv + ["--set", "batch_size=64", "hidden_dims=32,32"]) == 0  # another config: not the stored row
+    capsys.readouterr()
+    assert main(argv + ["--set", "batch_size=64", "hidden_dims=32,32"]) == 0  # the same config again: reused
+    assert "stored row reused" in capsys.readouterr().err
+    rows = read_rows(results / "locomotion-cpu")
+    assert len(rows) == 2
+    default, changed = rows
+    assert default["config"]["batch_size"] == 256 and changed["config"]["batch_size"] == 64
+    assert changed["config"]["hidden_dims"] == [32, 32]
+    assert default["run_dir"] != changed["run_dir"]  # each config keeps its own run folder
+    table = (results / "locomotion-cpu" / "table.md").read_text()
+    assert "(1×100, batch_size=64, hidden_dims=[32, 32])" in table  # the fields that differ from the defaults
+    assert f"{default['score_mean']:.1f} ± 0.0 (1×100)" in table
+    # A row stored without its config (older rows) is never taken for today's defaults.
+    legacy = {k: v for k, v in default.items() if k != "config"}
+    (results / "locomotion-cpu" / "rows.jsonl").write_text(json.dumps(legacy) + "\n")
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "stored row reused" not in capsys.readouterr().err and len(read_rows(results / "locomotion-cpu")) == 2
+    # Bad overrides are clear errors before any training.
+    for bad, message in [(["beta=3"], "bc has no field 'beta'"), (["batch_size"], "expected FIELD=VALUE"),
+                         (["batch_size=many"], "a value does not fit bc's config")]:
+        assert main(argv + ["--set", *bad]) == 2
+        assert message in capsys.readouterr().err
+    assert len(read_rows(results / "locomotion-cpu")) == 2
+
+
+def test_headline_prefers_rows_run_with_todays_defaults(tmp_path):
+    from offrl.bench import _defaults
+
+    defaults = _defaults("iql")
+
+    def row(seeds, score, config):
+        return {"suite": "x", "dataset": "a", "algo": "iql", "library": "offrl", "seeds": seeds, "steps": 100,
+                "episodes": 10, "score_mean": score, "score_std": 0.0, "per_seed": [score] * seeds, "commit": "c",
+                **({} if config is None else {"config": config})}
+
+    folder = tmp_path / "x"
+    folder.mkdir()
+    other = {**defaults, "beta": 10.0}
+    rows = [row(5, 1.0, other), row(3, 2.0, None), row(2, 3.0, defaults)]
+    (folder / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_table(folder, "x")
+    assert len((folder / "table.csv").read_text().splitlines()) == 4
+    table = (folder / "table.md").read_text()
+    assert "1.0 ± 0.0 (5×100, beta=10.0)" in table and "2.0 ± 0.0 (3×100)" in table
+    from offrl.bench import _headline
+    assert _headline(rows)["score_mean"] == 3.0  # today's defaults beat more seeds of another config
+    assert _headline(rows[:2])["score_mean"] == 2.0  # an unrecorded config beats a known different one

@@ -11,7 +11,12 @@ mean ± std, success rate where the env reports one, wall time, the budget it ra
 seeds, updates, episodes), the algorithm's config (ours), the command and the commit. The **table**
 (Markdown, CSV and a bar chart PNG beside the rows) shows the latest row of each (dataset, algorithm, library, budget),
 so runs made at different times and with different budgets sit side by side, each labelled with its
-budget. A row that already exists for the same budget is kept and not run again unless ``--rerun``.
+budget. A row that already exists for the same budget and algorithm config is kept and not run
+again unless ``--rerun``; a row of another config (the defaults changed since, or ``--set``) is not
+reused: the run happens and its row sits beside the old one, which the table labels with the fields
+it ran with that differ from today's defaults (rows from before configs were recorded are never reused).
+``--set FIELD=VALUE`` changes a field of the algorithm's config for a row (ours only), e.g.
+``--set log_std_bound=sigmoid``; the table's mean row and bar chart prefer rows run with the defaults.
 More seeds later: ``--first-seed 3 --seeds 2`` trains seeds 3 and 4 (agent ``i`` of a run from seed
 ``s`` is the agent a run of seed ``s + i`` trains), and the table pools that row with the stored
 row of seeds 0-2 of the same budget and config into one 5-seed cell marked "pooled".
@@ -33,6 +38,7 @@ The peer's row is stored once like any other, so later comparisons reuse it.
 from __future__ import annotations
 
 import csv
+import hashlib
 import dataclasses
 import json
 import os
@@ -96,8 +102,11 @@ class BenchArgs:
     seeds ``0 .. first_seed-1`` with the same budget and config; the table pools them into one cell."""
     results: str = "benchmarks/results/bench"
     """Folder of the row store and tables (SUITE/ below it)."""
+    set: Annotated[tuple[str, ...], tyro.conf.arg(metavar="FIELD=VALUE")] = ()
+    """Fields of the algorithms' configs to change (ours), e.g. ``--set log_std_bound=sigmoid beta=10``;
+    part of a row's identity (its stored config). Every named algorithm must have each field."""
     rerun: bool = False
-    """Run rows again even if a row with the same budget is stored."""
+    """Run rows again even if a row with the same budget and config is stored."""
     progress: bool = True
     """Show training progress."""
 
@@ -111,9 +120,46 @@ def git_commit() -> str:
         return "unknown"
 
 
+def config_id(config: dict | None) -> str | None:
+    """Canonical text of an algorithm config (None: a peer's row, or one from before configs were stored)."""
+    return None if config is None else json.dumps(config, sort_keys=True)
+
+
 def budget_key(row: dict) -> tuple:
     return (row["dataset"], row["algo"], row["library"], row["seeds"], row["steps"], row["episodes"],
-            row.get("first_seed", 0))
+            row.get("first_seed", 0), config_id(row.get("config")))
+
+
+def algo_config(algo_name: str, overrides: tuple[str, ...] = ()):
+    """The algorithm's default config with ``FIELD=VALUE`` overrides, parsed and type-checked by its dataclass."""
+    from offrl.algos import get_algo
+
+    cls = get_algo(algo_name).config_cls
+    fields = {f.name for f in dataclasses.fields(cls)}
+    argv = []
+    for item in overrides:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set beta=10")
+        if name not in fields:
+            raise ValueError(f"--set {item!r}: {algo_name} has no field {name!r}; its fields: {', '.join(sorted(fields))}")
+        argv += [f"--{name.replace('_', '-')}", *(value.split(",") if value else [])]
+    if not argv:
+        return cls()
+    try:
+        return tyro.cli(cls, args=argv, prog=f"--set ({algo_name})", console_outputs=False)
+    except SystemExit:
+        raise ValueError(f"--set {' '.join(overrides)}: a value does not fit {algo_name}'s config "
+                         f"(see `offrl train {algo_name} --help` for each field's type and choices)") from None
+
+
+def _config_diff(row: dict, defaults: dict | None) -> str:
+    """``field=value`` for each field where an (ours) row's config differs from today's defaults."""
+    config = row.get("config")
+    if config is None or defaults is None:
+        return ""
+    names = sorted(set(config) | set(defaults))
+    return ", ".join(f"{k}={config.get(k, '?')}" for k in names if config.get(k, "?") != defaults.get(k, "?"))
 
 
 def pool_seed_extensions(rows: list[dict]) -> list[dict]:
@@ -165,12 +211,10 @@ def summarise(per_seed: list[float]) -> tuple[float, float]:
 
 
 def run_ours(algo_name: str, dataset: str, seeds: int, steps: int, episodes: int, run_dir: Path, progress: bool,
-             first_seed: int = 0) -> dict:
+             first_seed: int = 0, config=None) -> dict:
     import offrl
-    from offrl.algos import get_algo
 
-    algo = get_algo(algo_name)
-    config = algo.config_cls()
+    config = algo_config(algo_name) if config is None else config
     t0 = time.perf_counter()
     result = offrl.fit(config, dataset, steps=steps, seed=first_seed, seeds=seeds, eval_episodes=episodes,
                        run_dir=run_dir, progress=progress, plot=True)
@@ -178,7 +222,7 @@ def run_ours(algo_name: str, dataset: str, seeds: int, steps: int, episodes: int
     success = [r["success_rate"] for r in result.final_eval if r.get("success_rate") is not None]
     return {"per_seed": per_seed, "success_rate": float(np.mean(success)) if success else None,
             "seconds": round(time.perf_counter() - t0, 1), "run_dir": str(run_dir), "library_version": offrl.__version__,
-            "config": dataclasses.asdict(config)}  # the row says which defaults it ran with
+            "config": json.loads(json.dumps(dataclasses.asdict(config)))}  # the row says which config it ran with
 
 
 def run_peer(peer: str, python: str, algo_name: str, dataset: str, seeds: int, steps: int, episodes: int, work: Path,
@@ -204,9 +248,25 @@ def run_peer(peer: str, python: str, algo_name: str, dataset: str, seeds: int, s
             "seconds": round(time.perf_counter() - t0, 1), "run_dir": str(work), "library_version": result.get("library_version")}
 
 
+def _defaults(algo_name: str) -> dict | None:
+    from offrl.algos import get_algo
+
+    try:
+        return json.loads(json.dumps(dataclasses.asdict(get_algo(algo_name).config_cls())))
+    except KeyError:  # a row of an algorithm no longer registered
+        return None
+
+
 def _headline(found: list[dict]) -> dict | None:
-    """The row of a cell that the bar chart and the mean row use: most seeds, then most updates."""
-    return max(found, key=lambda r: (r["seeds"], r["steps"])) if found else None
+    """The row of a cell that the bar chart and the mean row use: rows run with today's defaults first
+    (then rows of unrecorded config, then other configs), then most seeds, then most updates."""
+
+    def rank(r):
+        if r.get("config") is None:
+            return 1
+        return 2 if r["config"] == _defaults(r["algo"]) else 0
+
+    return max(found, key=lambda r: (rank(r), r["seeds"], r["steps"])) if found else None
 
 
 def _seed_range(first: int, n: int) -> str:
@@ -249,7 +309,8 @@ def write_table(folder: Path, suite_name: str) -> Path:
             cells.append("<br>".join(f"{r['score_mean']:.1f} ± {r['score_std']:.1f} ({r['seeds']}×{_steps(r['steps'])}"
                                      + (f", {_seed_range(r['first_seed'], r['seeds'])}" if r.get("first_seed") and not r.get("pooled") else "")
                                      + (f", success {r['success_rate']:.2f}" if r.get("success_rate") is not None else "")
-                                     + (", pooled" if r.get("pooled") else "") + ")"
+                                     + (", pooled" if r.get("pooled") else "")
+                                     + (f", {diff}" if (diff := _config_diff(r, _defaults(r["algo"]))) else "") + ")"
                                      for r in found) or "–")
         lines.append(f"| {d} | " + " | ".join(cells) + " |")
     if len(datasets) > 1:
@@ -258,7 +319,7 @@ def write_table(folder: Path, suite_name: str) -> Path:
             found = {d: _headline([r for r in rows if r["dataset"] == d and label(r) == c]) for d in datasets}
             found = {d: r["score_mean"] for d, r in found.items() if r is not None}
             means.append(f"{np.mean(list(found.values())):.1f}" if len(found) == len(datasets) else "–")
-        lines.append("| **mean** (per cell: the row with most seeds, then most updates) | " + " | ".join(means) + " |")
+        lines.append("| **mean** (per cell: a row with today's defaults, then most seeds, then most updates) | " + " | ".join(means) + " |")
     (folder / "table.md").write_text("\n".join(lines) + "\n")
 
     import matplotlib
@@ -290,7 +351,6 @@ def write_table(folder: Path, suite_name: str) -> Path:
 
 
 def bench(args: BenchArgs, argv: list[str]) -> Path:
-    from offrl.algos import get_algo
     from offrl.data import list_datasets
 
     if args.suite not in SUITES:
@@ -302,8 +362,7 @@ def bench(args: BenchArgs, argv: list[str]) -> Path:
     if missing:
         raise ValueError(f"unknown datasets {missing}; see `offrl data list` (locomotion names need the zoo's policies)")
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
-    for a in algos:
-        get_algo(a)  # unknown names fail here, before any training
+    configs = {a: algo_config(a, args.set) for a in algos}  # unknown names and bad --set fail here, before any training
     seeds, steps = args.seeds or suite.seeds, args.steps or suite.steps
     episodes = args.episodes or suite.episodes
     folder = Path(args.results) / args.suite
@@ -316,13 +375,17 @@ def bench(args: BenchArgs, argv: list[str]) -> Path:
     if args.peer:
         jobs += [(d, a, args.peer, args.peer_seeds) for d in datasets for a in algos]
     for dataset, algo, library, n_seeds in jobs:
-        key = (dataset, algo, library, n_seeds, steps, episodes, first)
+        ours = library == "offrl"
+        key = (dataset, algo, library, n_seeds, steps, episodes, first,
+               config_id(json.loads(json.dumps(dataclasses.asdict(configs[algo])))) if ours else None)
         if key in stored and not args.rerun:
             print(f"{dataset} {algo} ({library}): stored row reused (--rerun to run it again)", file=sys.stderr)
             continue
         stem = f"{algo}-{dataset}-{library}-s{n_seeds}x{steps}" + (f"-from{first}" if first else "")
+        if ours:  # runs of different configs keep their own folders
+            stem += "-c" + hashlib.sha1(key[-1].encode()).hexdigest()[:8]
         if library == "offrl":
-            out = run_ours(algo, dataset, n_seeds, steps, episodes, folder / "runs" / stem, args.progress, first)
+            out = run_ours(algo, dataset, n_seeds, steps, episodes, folder / "runs" / stem, args.progress, first, configs[algo])
         else:
             python = args.peer_python or f".venv-{library}/bin/python"
             out = run_peer(library, python, algo, dataset, n_seeds, steps, episodes, folder / "runs" / stem, first)
