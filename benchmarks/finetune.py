@@ -1,16 +1,17 @@
 """Offline-to-online fine-tuning benchmark: fine-tuned agents against online SAC from scratch.
 
     python benchmarks/finetune.py [--dataset hopper-medium-replay] [--env-steps 50000]
-        [--algos iql:2,awac:2,calql:1] [--offline-steps 100000] [--sac-seeds 2] [--out benchmarks/results]
+        [--algos iql:2,sac:2,awac:2,calql:1] [--offline-steps 100000] [--out benchmarks/results]
 
 For each ``ALGO:SEEDS``: ``offrl.fit`` trains the agents offline (``--offline-steps`` updates; or
 ``--checkpoint ALGO=RUN_DIR`` reuses a run), then ``offrl.finetune`` continues them online for
 ``--env-steps`` environment steps (one update per step, batches proportional to the offline and
 online data sizes unless ``--offline-ratio``). The reference is ``offrl.online.train_online`` SAC
-from scratch over the same environment steps (``--sac-seeds`` agents). Every run evaluates every
-``--eval-every`` env steps. Writes ``finetune-DATASET-DATE.csv`` (one row per evaluation),
-``.md`` (offline score, final score, regret per algorithm: mean over seeds) and ``.png`` (the
-curves), with the command, commit and budget.
+from scratch over the same environment steps: ``sac:SEEDS`` in ``--algos`` (in that position), or
+``--sac-seeds`` agents after the others. Every run evaluates every ``--eval-every`` env steps.
+Writes ``finetune-DATASET-DATE.csv`` (one row per evaluation), ``.md`` (offline score, final
+score, regret per algorithm: mean over seeds) and ``.png`` (the curves), with the command, commit
+and budget, again after each algorithm: a run stopped part-way keeps the algorithms it finished.
 """
 
 from __future__ import annotations
@@ -42,11 +43,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", default="hopper-medium-replay")
     ap.add_argument("--env-steps", type=int, default=50_000)
-    ap.add_argument("--algos", default="iql:2,awac:2,calql:1")
+    ap.add_argument("--algos", default="iql:2,sac:2,awac:2,calql:1")
     ap.add_argument("--offline-steps", type=int, default=100_000)
     ap.add_argument("--checkpoint", action="append", default=[], help="ALGO=RUN_DIR: reuse an offline run")
     ap.add_argument("--offline-ratio", type=float, default=None)
-    ap.add_argument("--sac-seeds", type=int, default=2)
+    ap.add_argument("--sac-seeds", type=int, default=0, help="SAC-from-scratch agents after the others (or sac:N in --algos)")
     ap.add_argument("--eval-every", type=int, default=5_000)
     ap.add_argument("--eval-episodes", type=int, default=10)
     ap.add_argument("--hidden-dims", type=int, nargs="+", default=None, help="override every network's width (smoke tests)")
@@ -58,7 +59,7 @@ def main() -> None:
 
     from offrl.algos import get_algo, sac
     from offrl.data import load_dataset
-    from offrl.finetune import finetune, regret_of
+    from offrl.finetune import finetune
     from offrl.online import train_online
     from offrl.train import fit
 
@@ -74,7 +75,23 @@ def main() -> None:
     reuse = dict(c.split("=", 1) for c in args.checkpoint)
     curves: dict[str, list[list[dict]]] = {}
     timing: dict[str, float] = {}
-    for name, seeds in parse_algos(args.algos):
+
+    def run_sac(seeds: int) -> None:
+        t0 = time.time()
+        config = sac.Config(hidden_dims=tuple(args.hidden_dims)) if args.hidden_dims else sac.Config()
+        res = train_online(config, data.info.env_id, env_steps=args.env_steps, seeds=seeds,
+                           start_steps=min(5_000, args.env_steps // 10), eval_every=args.eval_every,
+                           eval_episodes=args.eval_episodes, run_dir=work / "sac-scratch", progress=False, ref_scores=refs)
+        res = res if isinstance(res, list) else [res]
+        curves["sac (scratch)"] = [eval_rows(r.run_dir) for r in res]
+        timing["sac (scratch)"] = time.time() - t0
+
+    jobs = parse_algos(args.algos) + ([("sac", args.sac_seeds)] if args.sac_seeds else [])
+    for name, seeds in jobs:
+        if name == "sac":
+            run_sac(seeds)
+            write_results(args, curves, timing)
+            continue
         t0 = time.time()
         offline_dir = Path(reuse[name]) if name in reuse else work / f"{name}-offline"
         if name not in reuse:
@@ -85,15 +102,11 @@ def main() -> None:
         curves[name] = [eval_rows(r.run_dir) for r in results]
         timing[name] = time.time() - t0
         print(f"{name}: {[round(c[-1]['normalized_score'], 1) for c in curves[name]]} in {timing[name]:.0f} s", flush=True)
-    if args.sac_seeds:
-        t0 = time.time()
-        config = sac.Config(hidden_dims=tuple(args.hidden_dims)) if args.hidden_dims else sac.Config()
-        res = train_online(config, data.info.env_id, env_steps=args.env_steps, seeds=args.sac_seeds,
-                           start_steps=min(5_000, args.env_steps // 10), eval_every=args.eval_every,
-                           eval_episodes=args.eval_episodes, run_dir=work / "sac-scratch", progress=False, ref_scores=refs)
-        res = res if isinstance(res, list) else [res]
-        curves["sac (scratch)"] = [eval_rows(r.run_dir) for r in res]
-        timing["sac (scratch)"] = time.time() - t0
+        write_results(args, curves, timing)
+
+
+def write_results(args, curves: dict[str, list[list[dict]]], timing: dict[str, float]) -> None:
+    from offrl.finetune import regret_of
 
     date = datetime.date.today().isoformat()
     stem = Path(args.out) / f"finetune-{args.dataset}-{date}"
@@ -109,7 +122,9 @@ def main() -> None:
           f"Command: `python {' '.join(sys.argv)}` (commit {commit}).",
           f"Budget: {args.offline_steps:,} offline updates, then {args.env_steps:,} env steps at one update per step; "
           f"evaluation every {args.eval_every:,} steps over {args.eval_episodes} episodes; offline ratio "
-          f"{'proportional to the sizes' if args.offline_ratio is None else args.offline_ratio}.", "",
+          f"{'proportional to the sizes' if args.offline_ratio is None else args.offline_ratio}"
+          + "".join(f"; {c.replace('=', ' from ', 1)} (its offline updates, config and seeds)" for c in args.checkpoint)
+          + ".", "",
           "Regret = mean over the online evaluations of 1 - normalised score / 100 (lower is better).", "",
           "| algo | seeds | offline score | final score | regret | wall-clock (s) |", "|---|---:|---:|---:|---:|---:|"]
     for name, runs in curves.items():
