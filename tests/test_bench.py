@@ -85,10 +85,10 @@ def test_first_seed_rows_extend_a_stored_row_and_the_table_pools_them(tmp_path, 
     assert ours[1]["per_seed"] == [ours[0]["per_seed"][1]]
     assert peer[1]["per_seed"] == [20.0] and peer[2]["per_seed"] == [30.0]  # the peer was given seeds [1] and [2]
     table = (results / "locomotion-cpu" / "table.md").read_text()
-    assert "20.0 ± 8.2 (3×200, pooled)" in table  # 10, 20, 30: seeds 0-1 and seed 2 in one cell
+    assert "**20.0 ± 8.2** (3×200, pooled)" in table  # 10, 20, 30: seeds 0-1 and seed 2 in one cell, the headline
     assert "20.0 ± 0.0 (1×200, seed 1)" in table  # the overlapping row stays apart
     pooled = ours[0]["per_seed"] + ours[2]["per_seed"]
-    assert f"{np.mean(pooled):.1f} ± {np.std(pooled):.1f} (3×200, pooled)" in table
+    assert f"**{np.mean(pooled):.1f} ± {np.std(pooled):.1f}** (3×200, pooled)" in table
     # Rows run with another algorithm config are not pooled.
     other = {**ours[2], "config": {**ours[2]["config"], "batch_size": 64}}
     assert [r["seeds"] for r in pool_seed_extensions([ours[0], other])] == [2, 1]
@@ -126,7 +126,7 @@ def test_set_overrides_are_part_of_a_rows_identity(tmp_path, offrl_home, monkeyp
     assert default["run_dir"] != changed["run_dir"]  # each config keeps its own run folder
     table = (results / "locomotion-cpu" / "table.md").read_text()
     assert "(1×100, batch_size=64, hidden_dims=[32, 32])" in table  # the fields that differ from the defaults
-    assert f"{default['score_mean']:.1f} ± 0.0 (1×100)" in table
+    assert f"**{default['score_mean']:.1f} ± 0.0** (1×100)" in table  # the headline: today's defaults
     # A row stored without its config (older rows) is never taken for today's defaults.
     legacy = {k: v for k, v in default.items() if k != "config"}
     (results / "locomotion-cpu" / "rows.jsonl").write_text(json.dumps(legacy) + "\n")
@@ -159,7 +159,7 @@ def test_headline_prefers_rows_run_with_todays_defaults(tmp_path):
     write_table(folder, "x")
     assert len((folder / "table.csv").read_text().splitlines()) == 4
     table = (folder / "table.md").read_text()
-    assert "1.0 ± 0.0 (5×100, beta=10.0)" in table and "2.0 ± 0.0 (3×100)" in table
+    assert "1.0 ± 0.0 (5×100, beta=10.0)" in table and "2.0 ± 0.0 (3×100)" in table and "**3.0 ± 0.0** (2×100)" in table
     from offrl.bench import _headline
     assert _headline(rows)["score_mean"] == 3.0  # today's defaults beat more seeds of another config
     assert _headline(rows[:2])["score_mean"] == 2.0  # an unrecorded config beats a known different one

@@ -16,7 +16,7 @@ again unless ``--rerun``; a row of another config (the defaults changed since, o
 reused: the run happens and its row sits beside the old one, which the table labels with the fields
 it ran with that differ from today's defaults (rows from before configs were recorded are never reused).
 ``--set FIELD=VALUE`` changes a field of the algorithm's config for a row (ours only), e.g.
-``--set log_std_bound=sigmoid``; the table's mean row and bar chart prefer rows run with the defaults.
+``--set log_std_bound=clip``; the table's mean row and bar chart prefer rows run with the defaults.
 More seeds later: ``--first-seed 3 --seeds 2`` trains seeds 3 and 4 (agent ``i`` of a run from seed
 ``s`` is the agent a run of seed ``s + i`` trains), and the table pools that row with the stored
 row of seeds 0-2 of the same budget and config into one 5-seed cell marked "pooled".
@@ -103,7 +103,7 @@ class BenchArgs:
     results: str = "benchmarks/results/bench"
     """Folder of the row store and tables (SUITE/ below it)."""
     set: Annotated[tuple[str, ...], tyro.conf.arg(metavar="FIELD=VALUE")] = ()
-    """Fields of the algorithms' configs to change (ours), e.g. ``--set log_std_bound=sigmoid beta=10``;
+    """Fields of the algorithms' configs to change (ours), e.g. ``--set log_std_bound=clip beta=10``;
     part of a row's identity (its stored config). Every named algorithm must have each field."""
     rerun: bool = False
     """Run rows again even if a row with the same budget and config is stored."""
@@ -300,13 +300,20 @@ def write_table(folder: Path, suite_name: str) -> Path:
              f"Suite: {SUITES[suite_name].note if suite_name in SUITES else suite_name}. Normalised score "
              "100·(R − R_random)/(R_expert − R_random), mean ± std over seeds; each cell names its budget "
              "(seeds × updates, evaluation episodes per seed; \"pooled\": seeds from rows run at different times, "
-             "`--first-seed`). Rows, commands and commits: `rows.jsonl`, `table.csv`.", "",
+             "`--first-seed`; `field=value`: a config field that differs from today's defaults; in bold, the row of a "
+             "cell that the mean row and the chart use). Rows, commands and commits: `rows.jsonl`, `table.csv`.", "",
              "| dataset | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for d in datasets:
         cells = []
         for c in columns:
             found = [r for r in rows if r["dataset"] == d and label(r) == c]
-            cells.append("<br>".join(f"{r['score_mean']:.1f} ± {r['score_std']:.1f} ({r['seeds']}×{_steps(r['steps'])}"
+            head = _headline(found) if len(found) > 1 else None  # bold: the row the mean and the chart use
+
+            def score(r):
+                text = f"{r['score_mean']:.1f} ± {r['score_std']:.1f}"
+                return f"**{text}**" if r is head else text
+
+            cells.append("<br>".join(f"{score(r)} ({r['seeds']}×{_steps(r['steps'])}"
                                      + (f", {_seed_range(r['first_seed'], r['seeds'])}" if r.get("first_seed") and not r.get("pooled") else "")
                                      + (f", success {r['success_rate']:.2f}" if r.get("success_rate") is not None else "")
                                      + (", pooled" if r.get("pooled") else "")
