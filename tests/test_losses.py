@@ -235,9 +235,12 @@ def test_iql_actor_loss_is_advantage_weighted_log_likelihood(iql_setup):
     q_t = np64(Critic(HIDDEN).apply(state.target_critic_params, batch.observations, batch.actions)).min(axis=0)
     v = np64(ValueNet(HIDDEN).apply(state.value.params, batch.observations))
     w = np.minimum(np.exp(config.beta * (q_t - v)), config.max_weight)
-    actor = GaussianActor(HIDDEN, ACT_DIM)
-    mean, log_std = actor.apply(state.actor.params, batch.observations)
-    ref = -(w * ref_gaussian_log_prob(np64(mean), np64(log_std), np64(batch.actions))).mean()
+    mean, _ = GaussianActor(HIDDEN, ACT_DIM).apply(state.actor.params, batch.observations)
+    # The log-std from the raw parameter, bounded as the config says (default sigmoid: -5 + 7 sigmoid(theta)).
+    theta = np64(state.actor.params["params"]["log_std"])
+    assert config.log_std_bound == "sigmoid"
+    log_std = np.broadcast_to(-5.0 + 7.0 / (1.0 + np.exp(-theta)), mean.shape)
+    ref = -(w * ref_gaussian_log_prob(np64(mean), log_std, np64(batch.actions))).mean()
     loss, info = iql.actor_loss(config, state, state.actor.params, batch, iql.target_q(state, batch), jax.random.PRNGKey(0))
     np.testing.assert_allclose(float(loss), ref, rtol=1e-5)
     np.testing.assert_allclose(float(info["adv_weight_mean"]), w.mean(), rtol=1e-5)
