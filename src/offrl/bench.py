@@ -102,7 +102,7 @@ class BenchArgs:
     seeds ``0 .. first_seed-1`` with the same budget and config; the table pools them into one cell."""
     results: str = "benchmarks/results/bench"
     """Folder of the row store and tables (SUITE/ below it)."""
-    set: Annotated[tuple[str, ...], tyro.conf.arg(metavar="FIELD=VALUE")] = ()
+    set: Annotated[tuple[str, ...], tyro.conf.arg(metavar="FIELD=VALUE [FIELD=VALUE ...]")] = ()
     """Fields of the algorithms' configs to change (ours), e.g. ``--set log_std_bound=clip beta=10``;
     part of a row's identity (its stored config). Every named algorithm must have each field."""
     rerun: bool = False
