@@ -35,7 +35,7 @@ import numpy as np
 
 OBS_DIM = 11  # Hopper
 ACT_DIM = 3
-ALIASES = {"iql": "iql", "td3bc": "td3bc", "td3+bc": "td3bc", "td3_plus_bc": "td3bc",
+ALIASES = {"iql": "iql", "cql": "cql", "td3bc": "td3bc", "td3+bc": "td3bc", "td3_plus_bc": "td3bc",
            "td3plusbc": "td3bc"}
 
 
@@ -120,8 +120,20 @@ def build_algo(name: str, batch_size: int):
             target_smoothing_sigma=0.2, target_smoothing_clip=0.5, alpha=2.5,
             update_actor_interval=2,
             actor_encoder_factory=enc(), critic_encoder_factory=enc(), compile_graph=False)
+    elif name == "cql":
+        # The settings of d3rlpy's reproduction script (as benchmarks/peers/d3rlpy.py runs it: Lagrangian
+        # alpha from e with threshold 10, 10 sampled actions), with offrl's default CQL networks
+        # (3 x 256, the CQL authors') so both sides do the same arithmetic per update.
+        config = d3rlpy.algos.CQLConfig(
+            batch_size=batch_size, gamma=0.99, tau=0.005, n_critics=2,
+            actor_learning_rate=1e-4, critic_learning_rate=3e-4, temp_learning_rate=1e-4,
+            alpha_learning_rate=3e-4, initial_alpha=2.718281828459045, alpha_threshold=10.0,
+            conservative_weight=5.0, n_action_samples=10,
+            actor_encoder_factory=VectorEncoderFactory(hidden_units=[256, 256, 256], activation="relu"),
+            critic_encoder_factory=VectorEncoderFactory(hidden_units=[256, 256, 256], activation="relu"),
+            compile_graph=False)
     else:
-        raise SystemExit(f"unknown algo {name!r}; choose from iql, td3bc")
+        raise SystemExit(f"unknown algo {name!r}; choose from iql, td3bc, cql")
     return config.create(device="cpu:0")
 
 
@@ -171,7 +183,7 @@ def bench(name: str, dataset, updates: int, warmup: int, batch_size: int, thread
     build_scalers_with_transition_picker(algo, dataset)  # as fit does (no-op: no scalers)
     algo.build_with_dataset(dataset)
     shapes = linear_shapes(algo)
-    check_hidden_units(algo, [256, 256])
+    check_hidden_units(algo, [256, 256, 256] if name == "cql" else [256, 256])
 
     for _ in range(warmup):
         algo.update(dataset.sample_transition_batch(batch_size))
@@ -247,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         key = raw.strip().lower()
         if key:
             if key not in ALIASES:
-                p.error(f"unknown algo {raw!r}; choose from iql, td3bc")
+                p.error(f"unknown algo {raw!r}; choose from iql, td3bc, cql")
             algos.append(ALIASES[key])
 
     results = {}

@@ -45,8 +45,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 PEER_SCRIPT = REPO / "benchmarks" / "peer_d3rlpy_speed.py"
 PEER_PYTHON = REPO / ".venv-d3rlpy" / "bin" / "python"
-PEER_ALGOS = ("iql", "td3bc")  # what peer_d3rlpy_speed.py implements
-DISPLAY = {"bc": "BC", "td3bc": "TD3+BC", "iql": "IQL"}
+PEER_ALGOS = ("iql", "td3bc", "cql")  # what peer_d3rlpy_speed.py implements
+DISPLAY = {"bc": "BC", "td3bc": "TD3+BC", "iql": "IQL", "cql": "CQL"}
 OBS_DIM, ACT_DIM, EPISODE_LEN = 11, 3, 1000  # Hopper
 TARGET_IQL_VS_PEER = 2.5
 TARGET_SEED_SCALING = 0.85
@@ -87,6 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--updates", type=int, default=REFERENCE["updates"],
                    help="timed updates per seed (rounded up to whole chunks)")
     p.add_argument("--chunk", type=int, default=1000, help="updates per compiled call (lax.scan)")
+    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                   help="config fields of offrl's algorithms to change (as `offrl bench --set`), e.g. "
+                        "bc_steps=0 target_action_gap=10 for CQL as the peer runs it")
     p.add_argument("--size", type=int, default=REFERENCE["size"], help="transitions in the dataset")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic dataset")
     p.add_argument("--peer", choices=["d3rlpy", "none"], default="d3rlpy",
@@ -254,15 +257,18 @@ def peer_versions(peer_python: Path) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def bench_offrl(algo_name: str, dataset, seeds: int, updates: int, chunk: int, strategy: str = "vmap") -> dict:
+def bench_offrl(algo_name: str, dataset, seeds: int, updates: int, chunk: int, strategy: str = "vmap",
+                overrides: tuple[str, ...] = ()) -> dict:
     import jax
 
     from offrl.algos import DataSpec, get_algo
     from offrl.data import fit_transforms, to_device
     from offrl.train import init_agents, make_train_chunk
 
+    from offrl.bench import algo_config
+
     algo = get_algo(algo_name)
-    config = algo.config_cls()
+    config = algo_config(algo_name, overrides)  # the defaults, with --set FIELD=VALUE applied
     chunk = min(chunk, updates)
     n_chunks = math.ceil(updates / chunk)
     timed_updates = n_chunks * chunk
@@ -307,7 +313,7 @@ def bench_offrl(algo_name: str, dataset, seeds: int, updates: int, chunk: int, s
         "seconds": elapsed, "chunk_seconds": chunk_s, "compile_s": compile_s,
         "warmup_chunk_s": warmup_s, "cpu_s": cpu_s, "cpu_per_wall": cpu_s / elapsed,
         "load_average_before": load_before, "load_average_after": load_average(),
-        "batch_size": config.batch_size, "hidden_dims": list(config.hidden_dims),
+        "batch_size": config.batch_size, "hidden_dims": list(config.hidden_dims), "set": list(overrides),
         "normalize_observations": algo.normalize_observations,
         "reward_scaling": algo.reward_scaling, "metrics_finite": finite,
         "last_metrics": {k: float(np.nanmean(np.asarray(v, np.float64))) for k, v in metrics.items()},
@@ -438,7 +444,10 @@ def render_markdown(report: dict) -> str:
         f"- threads: {s['threading']['threads']} (XLA_FLAGS=`{s['threading']['XLA_FLAGS']}`; "
         f"peer `torch.set_num_threads({s['threading']['peer_torch_threads']})`)",
         f"- data: {s['data']}",
-        f"- offrl: default configs (batch 256, 256x256 MLPs), the algorithm's registered "
+        f"- offrl: default configs ("
+        + "; ".join(dict.fromkeys(f"{r['algo']}: batch {r['batch_size']}, MLPs {'x'.join(map(str, r['hidden_dims']))}"
+                                  for r in report["results"] if r["library"] == "offrl"))
+        + (f"; `--set {' '.join(s['set'])}`" if s.get("set") else "") + "), the algorithm's registered "
         f"preprocessing, `make_train_chunk` with chunk {s['chunk']}; {s['updates']} timed updates "
         "per seed (whole chunks) after compiling and one warm-up chunk",
         (f"- d3rlpy: `benchmarks/peer_d3rlpy_speed.py` in `.venv-d3rlpy`, {s['peer_updates']} "
@@ -530,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
         for algo_name in args.algos:
             for seeds, strategy in [(n, st) for n in args.seeds for st in (args.seed_strategies if n > 1 else ["vmap"])]:
                 say(f"offrl {algo_name} seeds={seeds} ({strategy}): compiling chunk of {min(args.chunk, args.updates)}")
-                row = bench_offrl(algo_name, dataset, seeds, args.updates, args.chunk, strategy)
+                row = bench_offrl(algo_name, dataset, seeds, args.updates, args.chunk, strategy, tuple(args.set))
                 rows.append(row)
                 bad = [k for k, ok in row["metrics_finite"].items() if not ok]
                 if bad:
@@ -566,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "algos": args.algos, "seeds": args.seeds, "updates": args.updates,
             "chunk": args.chunk, "size": args.size, "data_seed": args.data_seed,
-            "peer": args.peer, "peer_updates": args.peer_updates, "threading": threading,
+            "peer": args.peer, "peer_updates": args.peer_updates, "threading": threading, "set": list(args.set),
             "data": (f"synthetic Hopper-sized, {args.size:,} transitions, obs {OBS_DIM}, "
                      f"act {ACT_DIM} in [-1, 1], {EPISODE_LEN}-step episodes ending in timeouts, "
                      f"seed {args.data_seed}; the same .npz for both libraries"),
