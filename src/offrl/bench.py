@@ -120,6 +120,11 @@ def git_commit() -> str:
         return "unknown"
 
 
+def config_json(config) -> dict:
+    """A config dataclass as it reads back from a stored row (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
 def config_id(config: dict | None) -> str | None:
     """Canonical text of an algorithm config (None: a peer's row, or one from before configs were stored)."""
     return None if config is None else json.dumps(config, sort_keys=True)
@@ -222,7 +227,7 @@ def run_ours(algo_name: str, dataset: str, seeds: int, steps: int, episodes: int
     success = [r["success_rate"] for r in result.final_eval if r.get("success_rate") is not None]
     return {"per_seed": per_seed, "success_rate": float(np.mean(success)) if success else None,
             "seconds": round(time.perf_counter() - t0, 1), "run_dir": str(run_dir), "library_version": offrl.__version__,
-            "config": json.loads(json.dumps(dataclasses.asdict(config)))}  # the row says which config it ran with
+            "config": config_json(config)}  # the row says which config it ran with
 
 
 def run_peer(peer: str, python: str, algo_name: str, dataset: str, seeds: int, steps: int, episodes: int, work: Path,
@@ -252,7 +257,7 @@ def _defaults(algo_name: str) -> dict | None:
     from offrl.algos import get_algo
 
     try:
-        return json.loads(json.dumps(dataclasses.asdict(get_algo(algo_name).config_cls())))
+        return config_json(get_algo(algo_name).config_cls())
     except KeyError:  # a row of an algorithm no longer registered
         return None
 
@@ -383,15 +388,14 @@ def bench(args: BenchArgs, argv: list[str]) -> Path:
         jobs += [(d, a, args.peer, args.peer_seeds) for d in datasets for a in algos]
     for dataset, algo, library, n_seeds in jobs:
         ours = library == "offrl"
-        key = (dataset, algo, library, n_seeds, steps, episodes, first,
-               config_id(json.loads(json.dumps(dataclasses.asdict(configs[algo])))) if ours else None)
+        key = (dataset, algo, library, n_seeds, steps, episodes, first, config_id(config_json(configs[algo])) if ours else None)
         if key in stored and not args.rerun:
             print(f"{dataset} {algo} ({library}): stored row reused (--rerun to run it again)", file=sys.stderr)
             continue
         stem = f"{algo}-{dataset}-{library}-s{n_seeds}x{steps}" + (f"-from{first}" if first else "")
         if ours:  # runs of different configs keep their own folders
             stem += "-c" + hashlib.sha1(key[-1].encode()).hexdigest()[:8]
-        if library == "offrl":
+        if ours:
             out = run_ours(algo, dataset, n_seeds, steps, episodes, folder / "runs" / stem, args.progress, first, configs[algo])
         else:
             python = args.peer_python or f".venv-{library}/bin/python"
