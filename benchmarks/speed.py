@@ -5,7 +5,7 @@
 
 What is timed on the offrl side is exactly what ``offrl.fit`` runs between its chunk
 boundaries: the algorithm's registered preprocessing (``fit_transforms``), the transformed
-dataset on the device (``to_device``), agents from ``offrl.train.init_agents`` and the jitted
+dataset on the device with the algorithm's extras (``offrl.train.device_data``), agents from ``offrl.train.init_agents`` and the jitted
 ``offrl.train.make_train_chunk(algo, config, chunk, seeds)`` (``lax.scan`` over ``chunk``
 updates, ``vmap`` over seeds, batches sampled on the device). The chunk is compiled first
 (timed as the compile time), one warm-up chunk runs, then ``ceil(updates / chunk)`` chunks are
@@ -113,7 +113,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.size < 2 * EPISODE_LEN:
         p.error(f"--size must be >= {2 * EPISODE_LEN} (two {EPISODE_LEN}-step episodes; IQL's "
                 "reward scaling needs episodes with different returns)")
-    args.algos = [a.strip().lower().replace("-", "").replace("+", "").replace("_", "")
+    # Registered names keep their underscores (sac_offline, brac_p); "TD3+BC" / "td3-bc" spell td3bc.
+    args.algos = [a.strip().lower().replace("+", "").replace("-", "_").replace("td3_bc", "td3bc")
                   for a in args.algos.split(",") if a.strip()]
     if not args.algos:
         p.error("--algos is empty")
@@ -262,8 +263,8 @@ def bench_offrl(algo_name: str, dataset, seeds: int, updates: int, chunk: int, s
     import jax
 
     from offrl.algos import DataSpec, get_algo
-    from offrl.data import fit_transforms, to_device
-    from offrl.train import init_agents, make_train_chunk
+    from offrl.data import fit_transforms
+    from offrl.train import device_data, init_agents, make_train_chunk
 
     from offrl.bench import algo_config
 
@@ -274,9 +275,11 @@ def bench_offrl(algo_name: str, dataset, seeds: int, updates: int, chunk: int, s
     timed_updates = n_chunks * chunk
     total_steps = timed_updates + chunk  # warm-up chunk + timed chunks (LR schedules)
 
+    if algo.prepare_dataset is not None:  # e.g. %BC keeps its top episodes, as offrl.fit does
+        dataset = algo.prepare_dataset(config, dataset)
     transforms = fit_transforms(dataset, normalize_observations=algo.normalize_observations,
                                 reward_scaling=algo.reward_scaling)
-    data = to_device(transforms.apply(dataset), dataset)
+    data = device_data(algo, config, dataset, transforms)  # with the algorithm's extras (AWR's returns)
     spec = DataSpec(obs_dim=dataset.obs_dim, action_dim=dataset.act_dim)
     states, keys = init_agents(algo, config, spec, seed=0, seeds=seeds, total_steps=total_steps)
     jax.block_until_ready((states, keys, data))

@@ -18,8 +18,8 @@ import pytest
 
 import offrl
 from offrl.algos import DataSpec, list_algos
-from offrl.data import fit_transforms, to_device
-from offrl.train import init_agents, make_train_chunk
+from offrl.data import fit_transforms
+from offrl.train import device_data, init_agents, make_train_chunk
 
 from conftest import make_dataset, make_discrete_dataset, small_config
 
@@ -91,9 +91,7 @@ def test_update_finite_and_changes_params(name, dataset):
     algo = offrl.algos.get_algo(name)
     config = small_config(algo)
     transforms = fit_transforms(dataset, algo.normalize_observations, algo.reward_scaling)
-    arrays = transforms.apply(dataset)  # the device data as offrl.fit builds it, with the algorithm's extras
-    extras = algo.device_extras(config, arrays, dataset) if algo.device_extras is not None else None
-    data = to_device(arrays, dataset, extras)
+    data = device_data(algo, config, dataset, transforms)  # as offrl.fit builds it, with the algorithm's extras
     states, keys = init_agents(algo, config, DataSpec.from_dataset(dataset), 0, 1, 40)  # as _train: compiled once
     before = _leaves(states)
     chunk = make_train_chunk(algo, config, 20, 1)

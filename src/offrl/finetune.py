@@ -91,9 +91,8 @@ def finetune(checkpoint: str | os.PathLike, *, env_id: str | None = None, steps:
     from offrl.algos.registry import uniform_batches
     from offrl.checkpoint import load_checkpoint
     from offrl.data import Transforms, load_dataset
-    from offrl.data.sampling import to_device
     from offrl.online import train_online
-    from offrl.train import config_from_dict, init_agents
+    from offrl.train import config_from_dict, device_data, init_agents
 
     state_dict, _, meta = load_checkpoint(checkpoint)
     algo = get_algo(meta["algo"])
@@ -116,9 +115,7 @@ def finetune(checkpoint: str | os.PathLike, *, env_id: str | None = None, steps:
         raise ValueError(f"dataset {source!r} has shapes {DataSpec.from_dataset(data)}, the checkpoint {spec}")
     offline = None
     if offline_ratio != 0.0:
-        arrays = transforms.apply(data)
-        extras = algo.device_extras(config, arrays, data) if algo.device_extras is not None else None
-        offline = to_device(arrays, data, extras)
+        offline = device_data(algo, config, data, transforms)
     env_id = env_id or data.info.env_id
     if env_id is None:
         raise ValueError(f"dataset {source!r} names no environment; pass --env ENV")

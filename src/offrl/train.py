@@ -151,6 +151,15 @@ def _make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int, str
     return jax.jit(run, donate_argnums=(0,))
 
 
+def device_data(algo: Algo, config: Any, dataset: Dataset, transforms: Transforms):
+    """The dataset on the device as the algorithm trains on it: ``transforms`` applied, plus the
+    algorithm's own per-transition arrays (``device_extras``, e.g. AWR's Monte-Carlo returns).
+    ``dataset`` is the one the algorithm sees (after its ``prepare_dataset``, if it has one)."""
+    arrays = transforms.apply(dataset)
+    extras = algo.device_extras(config, arrays, dataset) if algo.device_extras is not None else None
+    return to_device(arrays, dataset, extras)
+
+
 def make_policy(algo: Algo, config: Any, transforms: Transforms):
     """Batched deterministic policy for evaluation: obs (seeds, envs, obs_dim) in env units -> actions in env units."""
 
@@ -310,9 +319,7 @@ def fit(
             normalize_observations=algo.normalize_observations if normalize_observations is None else normalize_observations,
             reward_scaling=algo.reward_scaling if reward_scaling is None else reward_scaling,
         )
-    arrays = transforms.apply(dataset)
-    extras = algo.device_extras(algo_config, arrays, dataset) if algo.device_extras is not None else None
-    data = to_device(arrays, dataset, extras)
+    data = device_data(algo, algo_config, dataset, transforms)
     spec = DataSpec.from_dataset(dataset)
 
     states, train_keys = init_agents(algo, algo_config, spec, seed, seeds, steps)
