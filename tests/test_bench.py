@@ -41,6 +41,11 @@ def test_bench_rows_tables_reuse_and_peer(tmp_path, offrl_home, monkeypatch, cap
     assert "config" not in peer
     assert peer["per_seed"] == [10.0, 20.0] and peer["score_mean"] == 15.0 and peer["score_std"] == 5.0
     assert peer["library_version"] == "0.0-fake"
+    from offrl.data import dataset_path
+    from offrl.data.integrity import read_checksum
+
+    sha = read_checksum(dataset_path("pendulum-random"))
+    assert len(sha) == 64 and ours["dataset_sha256"] == peer["dataset_sha256"] == sha  # the file both trained on
     table = (results / "locomotion-cpu" / "table.md").read_text()
     assert "| pendulum-random |" in table and "15.0 ± 5.0 (2×200)" in table and "bc (fake)" in table
     assert (results / "locomotion-cpu" / "table.png").stat().st_size > 0
@@ -93,6 +98,11 @@ def test_first_seed_rows_extend_a_stored_row_and_the_table_pools_them(tmp_path, 
     other = {**ours[2], "config": {**ours[2]["config"], "batch_size": 64}}
     assert [r["seeds"] for r in pool_seed_extensions([ours[0], other])] == [2, 1]
     assert [r["seeds"] for r in pool_seed_extensions([ours[0], ours[2]])] == [3]
+    # Rows trained on other arrays under the same dataset name are not pooled; a row without a checksum may be.
+    remade = {**ours[2], "dataset_sha256": "0" * 64}
+    assert [r["seeds"] for r in pool_seed_extensions([ours[0], remade])] == [2, 1]
+    unknown = {k: v for k, v in ours[2].items() if k != "dataset_sha256"}
+    assert [r["seeds"] for r in pool_seed_extensions([ours[0], unknown])] == [3]
 
 
 def test_mean_row_and_chart_use_each_cells_row_with_most_seeds(tmp_path):

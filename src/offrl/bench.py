@@ -171,12 +171,16 @@ def pool_seed_extensions(rows: list[dict]) -> list[dict]:
     """Merge each row of seeds ``first_seed ..`` into the row of seeds ``0 .. first_seed-1`` it extends.
 
     A row extends another when dataset, algorithm, library, updates, evaluation episodes and (ours)
-    algorithm config agree and its first seed is where the other's seeds end; chains pool in order.
+    algorithm config agree, neither names dataset arrays (``dataset_sha256``) other than the other's,
+    and its first seed is where the other's seeds end; chains pool in order.
     The pooled row lists every seed's score and the commits and seconds of its parts.
     """
 
     def same_run(a: dict, b: dict) -> bool:
-        return all(a[k] == b[k] for k in ("dataset", "algo", "library", "steps", "episodes")) and a.get("config") == b.get("config")
+        sha_a, sha_b = a.get("dataset_sha256"), b.get("dataset_sha256")
+        same_data = sha_a is None or sha_b is None or sha_a == sha_b  # rows from before checksums were stored: unknown
+        return (all(a[k] == b[k] for k in ("dataset", "algo", "library", "steps", "episodes"))
+                and a.get("config") == b.get("config") and same_data)
 
     pooled: list[dict] = []
     for row in sorted(rows, key=lambda r: r.get("first_seed", 0)):
@@ -195,6 +199,16 @@ def pool_seed_extensions(rows: list[dict]) -> list[dict]:
                     seconds=round(float(base.get("seconds") or 0) + float(row.get("seconds") or 0), 1),
                     pooled=base.get("pooled", 1) + 1)
     return pooled
+
+
+def dataset_checksum(dataset: str) -> str | None:
+    """The sha256 stored in the cached file of a built-in dataset (None if it holds none): built-in
+    datasets are remade on each machine, and a row names the exact arrays it trained on."""
+    from offrl.data import dataset_path
+    from offrl.data.integrity import read_checksum
+
+    path = dataset_path(dataset)
+    return read_checksum(path) if path.is_file() else None
 
 
 def read_rows(folder: Path) -> list[dict]:
@@ -401,6 +415,7 @@ def bench(args: BenchArgs, argv: list[str]) -> Path:
             python = args.peer_python or f".venv-{library}/bin/python"
             out = run_peer(library, python, algo, dataset, n_seeds, steps, episodes, folder / "runs" / stem, first)
         mean, std = summarise(out["per_seed"])
+        out["dataset_sha256"] = dataset_checksum(dataset)  # which bytes both libraries trained on
         row = {"suite": args.suite, "dataset": dataset, "algo": algo, "library": library, "seeds": n_seeds, "steps": steps,
                "episodes": episodes, "first_seed": first, "score_mean": mean, "score_std": std, **out, "commit": git_commit(),
                "date": time.strftime("%Y-%m-%d %H:%M"), "command": command}
