@@ -173,3 +173,15 @@ def test_headline_prefers_rows_run_with_todays_defaults(tmp_path):
     from offrl.bench import _headline
     assert _headline(rows)["score_mean"] == 3.0  # today's defaults beat more seeds of another config
     assert _headline(rows[:2])["score_mean"] == 2.0  # an unrecorded config beats a known different one
+
+
+def test_discrete_suite_runs_its_own_algorithms_by_default(tmp_path, offrl_home):
+    """``offrl bench discrete-cpu`` with no ``--algos`` runs the discrete-action algorithms on CartPole data."""
+    results = tmp_path / "res"
+    argv = ["bench", "discrete-cpu", "--datasets", "cartpole-medium", "--steps", "20", "--seeds", "1", "--episodes", "1",
+            "--no-progress", "--results", str(results)]
+    assert main(argv) == 0
+    rows = read_rows(results / "discrete-cpu")
+    assert [r["algo"] for r in rows] == list(SUITES["discrete-cpu"].algos)
+    assert {"bc_discrete", "dqn_offline", "cql_discrete", "iql_discrete"} == set(SUITES["discrete-cpu"].algos)
+    assert all(r["dataset"] == "cartpole-medium" and len(r["per_seed"]) == 1 and np.isfinite(r["score_mean"]) for r in rows)

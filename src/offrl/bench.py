@@ -3,6 +3,7 @@
     offrl bench locomotion-cpu --algos bc,td3bc,iql --seeds 3
     offrl bench locomotion-cpu --algos bcq --datasets hopper-medium-replay --steps 50000 --seeds 2
     offrl bench locomotion-cpu --algos iql --peer NAME      # also a peer library's row (see below)
+    offrl bench discrete-cpu                                 # bc_discrete, dqn_offline, cql_discrete, iql_discrete
 
 Every algorithm trains ``seeds`` agents in one compiled call (``offrl.fit``) with its paper defaults
 on every dataset of the suite, is evaluated at the end over ``episodes`` episodes per seed, and
@@ -25,6 +26,8 @@ Tiers: ``locomotion`` and ``maze`` are the full-size rows (1M updates: for GPU m
 ``locomotion-cpu`` and ``maze-cpu`` are sized so one IQL-cost algorithm's 3-seed row takes about an
 hour on a 2-core CPU (3 datasets x 100k updates x 3 seeds; seeds share one compiled call).
 Heavier algorithms cut the budget with ``--datasets``, ``--seeds`` and ``--steps``.
+``discrete-cpu`` (CartPole, Acrobot, LunarLander data of epsilon-greedy scripted controllers, 10k
+updates) runs the discrete-action algorithms unless ``--algos`` names others.
 
 Peers: ``--peer NAME`` runs another library's implementation of the same algorithm on the same
 dataset files, seeds, update budget and evaluation protocol. It calls ``PYTHON
@@ -61,6 +64,8 @@ class Suite:
     seeds: int
     episodes: int
     note: str
+    algos: tuple[str, ...] = ("bc", "td3bc", "iql")
+    """Algorithms run when ``--algos`` is not given."""
 
 
 _LOCO = tuple(f"{env}-{kind}" for env in ("hopper", "halfcheetah", "walker2d") for kind in ("medium", "medium-replay", "medium-expert"))
@@ -72,6 +77,9 @@ SUITES: dict[str, Suite] = {
                   "the 6 maze2d-style datasets, 1M updates (GPU tier)"),
     "maze-cpu": Suite(("maze-umaze-sparse", "maze-medium-sparse", "maze-large-sparse"), 100_000, 3, 10,
                       "3 sparse-reward mazes, 100k updates (CPU tier)"),
+    "discrete-cpu": Suite(("cartpole-medium", "acrobot-medium", "lunarlander-medium"), 10_000, 3, 10,
+                          "3 discrete-action datasets (epsilon-greedy scripted controllers), 10k updates (CPU tier)",
+                          ("bc_discrete", "dqn_offline", "cql_discrete", "iql_discrete")),
 }
 
 
@@ -80,9 +88,9 @@ class BenchArgs:
     """Train algorithms on every dataset of a suite; write a table of normalised scores."""
 
     suite: tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="SUITE")]]
-    """Suite name: locomotion, locomotion-cpu, maze, maze-cpu."""
-    algos: str = "bc,td3bc,iql"
-    """Comma-separated registered algorithm names (see `offrl algos`)."""
+    """Suite name: locomotion, locomotion-cpu, maze, maze-cpu, discrete-cpu."""
+    algos: Optional[str] = None
+    """Comma-separated registered algorithm names (see `offrl algos`; default: the suite's, e.g. bc,td3bc,iql)."""
     datasets: Optional[str] = None
     """Comma-separated subset of datasets (default: the suite's), part of the stored budget."""
     seeds: Optional[int] = None
@@ -387,7 +395,7 @@ def bench(args: BenchArgs, argv: list[str]) -> Path:
     missing = [d for d in datasets if d not in known]
     if missing:
         raise ValueError(f"unknown datasets {missing}; see `offrl data list` (locomotion names need the zoo's policies)")
-    algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    algos = [a.strip() for a in args.algos.split(",") if a.strip()] if args.algos else list(suite.algos)
     configs = {a: algo_config(a, args.set) for a in algos}  # unknown names and bad --set fail here, before any training
     seeds, steps = args.seeds or suite.seeds, args.steps or suite.steps
     episodes = args.episodes or suite.episodes
