@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -63,6 +62,7 @@ def main() -> None:
     import dataclasses
 
     from offrl.algos import get_algo, sac
+    from offrl.bench import git_commit
     from offrl.data import load_dataset
     from offrl.finetune import finetune
     from offrl.online import train_online
@@ -79,7 +79,7 @@ def main() -> None:
     work = Path(args.work) / args.dataset
     reuse = dict(c.split("=", 1) for c in args.checkpoint)
     entries: dict[str, dict] = load_entries(args.merge, args.dataset) if args.merge else {}
-    command, commit = "python " + " ".join(sys.argv), git_commit()
+    command, commit = "python " + " ".join(sys.argv), git_commit()  # offrl.bench's: "-dirty" when src/ has changes
     budget = (f"{args.offline_steps:,} offline updates, then {args.env_steps:,} env steps at one update per step; "
               f"evaluation every {args.eval_every:,} steps over {args.eval_episodes} episodes; offline ratio "
               f"{'proportional to the sizes' if args.offline_ratio is None else args.offline_ratio}")
@@ -116,10 +116,6 @@ def main() -> None:
         print(f"{name}: {[round(c[-1]['normalized_score'], 1) for c in entries[name]['curves']]} "
               f"in {entries[name]['seconds']:.0f} s", flush=True)
         write_results(args, entries)
-
-
-def git_commit() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 
 
 def load_entries(path: str, dataset: str) -> dict[str, dict]:

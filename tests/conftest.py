@@ -72,6 +72,18 @@ def make_discrete_dataset(n: int = 600, obs_dim: int = 3, num_actions: int = 3, 
                                terminals=terminals, timeouts=timeouts, info=info)
 
 
+def load_benchmark_script(name: str):
+    """``benchmarks/NAME.py`` imported as a module (the scripts are not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"offrl_benchmark_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def small_config(algo, **overrides):
     """The algorithm's default config with tiny networks and batches, for fast tests."""
     fields = {f.name for f in dataclasses.fields(algo.config_cls)}

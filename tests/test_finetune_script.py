@@ -4,21 +4,16 @@ each algorithm keeps its own command and commit, and hand-written notes survive 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "finetune.py"
+from conftest import load_benchmark_script
 
 
 @pytest.fixture(scope="module")
 def ft():
-    spec = importlib.util.spec_from_file_location("offrl_finetune_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("finetune")
 
 
 def entry(scores, commit):

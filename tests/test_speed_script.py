@@ -3,22 +3,14 @@ algorithm with device extras (AWR's Monte-Carlo returns) or a dataset filter (%B
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-from conftest import make_dataset
-
-SPEED = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+from conftest import load_benchmark_script, make_dataset
 
 
 @pytest.fixture(scope="module")
 def speed():
-    spec = importlib.util.spec_from_file_location("offrl_speed_script", SPEED)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("speed")
 
 
 def test_algo_names_keep_underscores(speed):
