@@ -258,6 +258,59 @@ def peer_versions(peer_python: Path) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
+def update_gflop(algo, config, data, spec) -> tuple[float | None, bool]:
+    """Floating-point operations of one update of one agent, in GFLOP, as XLA counts them, and
+    whether that count is an upper bound.
+
+    The one-update, one-seed training chunk is compiled and XLA's cost analysis read: it counts the
+    loop body once, the batch sampling included (a few gathers), and a conditional at the cost of
+    its largest branch (TD3+BC's delayed actor step then counts on every update): when the compiled
+    program holds a conditional the count is flagged as an upper bound. None when the backend
+    reports no count.
+    """
+    from offrl.train import init_agents, make_train_chunk
+
+    states, keys = init_agents(algo, config, spec, seed=0, seeds=1, total_steps=1)
+    compiled = make_train_chunk(algo, config, 1, 1).lower(states, keys, data).compile()
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):  # older jax: one dict per computation
+        cost = cost[0] if cost else None
+    flops = (cost or {}).get("flops")
+    upper_bound = " conditional(" in compiled.as_text()
+    return (float(flops) / 1e9 if flops and flops > 0 else None), upper_bound
+
+
+def matmul_gflops(seconds: float = 1.0) -> dict:
+    """The arithmetic limit to compare against: float32 dense matmul GFLOP/s on this process's threads.
+
+    A jitted chain x <- tanh(x @ W) (``fori_loop``) at the networks' layer shape (256 x 256 x 256)
+    and at a large one (2048^3), each timed after a warm-up call, repetitions sized to about
+    ``seconds``; ``peak`` is the faster of the two.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    out = {}
+    for m in (256, 2048):
+        x, w = jnp.full((m, m), 1e-3, jnp.float32), jnp.full((m, m), 1e-3, jnp.float32)
+
+        def chain(x, w, reps):
+            return jax.lax.fori_loop(0, reps, lambda i, y: jnp.tanh(y @ w), x)
+
+        run = jax.jit(chain, static_argnums=2)
+        jax.block_until_ready(run(x, w, 2))  # compile
+        t0 = time.perf_counter()
+        jax.block_until_ready(run(x, w, 2))
+        per_rep = max((time.perf_counter() - t0) / 2, 1e-7)
+        reps = max(2, int(seconds / per_rep))
+        jax.block_until_ready(run(x, w, reps))  # compile at this trip count
+        t0 = time.perf_counter()
+        jax.block_until_ready(run(x, w, reps))
+        out[f"{m}x{m}x{m}"] = 2 * m**3 * reps / (time.perf_counter() - t0) / 1e9
+    out["peak"] = max(out.values())
+    return out
+
+
 def bench_offrl(algo_name: str, dataset, seeds: int, updates: int, chunk: int, strategy: str = "vmap",
                 overrides: tuple[str, ...] = ()) -> dict:
     import jax
@@ -286,8 +339,12 @@ def bench_offrl(algo_name: str, dataset, seeds: int, updates: int, chunk: int, s
 
     train_chunk = make_train_chunk(algo, config, chunk, seeds, strategy)
     t0 = time.perf_counter()
-    compiled = train_chunk.lower(states, keys, data).compile()
-    compile_s = time.perf_counter() - t0
+    if hasattr(train_chunk, "lower"):
+        compiled = train_chunk.lower(states, keys, data).compile()
+    else:  # map: a Python loop over the jitted one-seed program, which compiles on its first call
+        compiled = train_chunk
+        jax.block_until_ready(compiled(states, keys, data))
+    compile_s = time.perf_counter() - t0  # under map, with one chunk's run
 
     t0 = time.perf_counter()
     states, keys, metrics = jax.block_until_ready(compiled(states, keys, data))
@@ -309,10 +366,13 @@ def bench_offrl(algo_name: str, dataset, seeds: int, updates: int, chunk: int, s
     finite = {k: bool(np.isfinite(np.asarray(v, np.float64)).any()
                       and not np.isinf(np.asarray(v, np.float64)).any()) for k, v in metrics.items()}
     per_seed = timed_updates / elapsed
+    gflop, gflop_upper_bound = update_gflop(algo, config, data, spec)
     return {
         "library": "offrl", "algo": algo_name, "seeds": seeds, "strategy": strategy if seeds > 1 else "-",
         "updates_per_s_per_seed": per_seed, "updates_per_s_total": per_seed * seeds,
         "timed_updates_per_seed": timed_updates, "chunk": chunk, "chunks": n_chunks,
+        "gflop_per_update": gflop, "gflops": None if gflop is None else gflop * per_seed * seeds,
+        "gflop_upper_bound": gflop_upper_bound,
         "seconds": elapsed, "chunk_seconds": chunk_s, "compile_s": compile_s,
         "warmup_chunk_s": warmup_s, "cpu_s": cpu_s, "cpu_per_wall": cpu_s / elapsed,
         "load_average_before": load_before, "load_average_after": load_average(),
@@ -458,17 +518,30 @@ def render_markdown(report: dict) -> str:
          if s["peer"] == "d3rlpy" else "- d3rlpy: not run (`--peer none`)"),
         "",
         "## Results", "",
-        "| library | algorithm | seeds | seed strategy | updates/s per seed | total updates/s | compile s | CPU/wall |",
-        "|---|---|---:|---|---:|---:|---:|---:|",
+        "| library | algorithm | seeds | seed strategy | updates/s per seed | total updates/s | compile s | CPU/wall "
+        "| GFLOP/update | GFLOP/s | of matmul peak |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    peak = (report.get("matmul_gflops") or {}).get("peak")
     for r in report["results"]:
-        cpu = r.get("cpu_per_wall")
+        cpu, gflops = r.get("cpu_per_wall"), r.get("gflops")
+        bound = "≤ " if r.get("gflop_upper_bound") else ""  # a conditional counted at its largest branch
+        share = f"{bound}{gflops / peak:.0%}" if gflops and peak else "–"
         lines.append(
             f"| {r['library']} | {DISPLAY.get(r['algo'], r['algo'])} | {r['seeds']} | {r.get('strategy', '-')} | "
             f"{_fmt(r['updates_per_s_per_seed'])} | {_fmt(r['updates_per_s_total'])} | "
-            f"{_fmt(r.get('compile_s'), 1)} | {_fmt(cpu, 2)} |")
+            f"{_fmt(r.get('compile_s'), 1)} | {_fmt(cpu, 2)} | {bound if gflops else ''}{_fmt(r.get('gflop_per_update'), 3)} | "
+            f"{bound if gflops else ''}{_fmt(gflops, 1)} | {share} |")
     lines += ["", "CPU/wall: process CPU time over wall time of the timed section (≈ cores "
-              "really used; blank for the peer, whose timed section is inside its own process).", ""]
+              "really used; blank for the peer, whose timed section is inside its own process).",
+              "GFLOP/update: XLA's cost analysis of one compiled update of one agent (batch sampling "
+              "included; a conditional counts at its largest branch, so TD3+BC's delayed actor step "
+              "counts every update: marked ≤, an upper bound). GFLOP/s: that times the total updates/s. "
+              "Of matmul peak: GFLOP/s over the float32 dense-matmul rate measured in the same process "
+              "on the same threads"
+              + (f" ({', '.join(f'{k}: {v:,.1f}' for k, v in report['matmul_gflops'].items())} GFLOP/s)"
+                 if report.get("matmul_gflops") else " (not measured)") + ", the arithmetic limit of "
+              "this machine for these networks.", ""]
     lines += ["## Ratios and targets", "", "| ratio | value | target | met |", "|---|---:|---:|---|"]
     for q in report["ratios"]:
         met = "n/a" if q["met"] is None else ("yes" if q["met"] else "**no**")
@@ -525,6 +598,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[dict] = []
     notes: list[str] = []
+    matmul = matmul_gflops()
+    say(f"float32 matmul on {args.threads} thread(s): "
+        + ", ".join(f"{k} {v:,.1f} GFLOP/s" for k, v in matmul.items()))
     with tempfile.TemporaryDirectory(prefix="offrl-speed-") as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
@@ -547,9 +623,11 @@ def main(argv: list[str] | None = None) -> int:
                 bad = [k for k, ok in row["metrics_finite"].items() if not ok]
                 if bad:
                     notes.append(f"offrl {algo_name} seeds={seeds}: non-finite metrics {bad}")
+                rate = (f", {row['gflops']:,.1f} GFLOP/s ({row['gflops'] / matmul['peak']:.0%} of matmul peak)"
+                        if row["gflops"] else "")
                 say(f"[bold]offrl {algo_name} seeds={seeds}: {row['updates_per_s_per_seed']:,.0f} "
                     f"updates/s per seed, {row['updates_per_s_total']:,.0f} total; compile "
-                    f"{row['compile_s']:.1f}s, CPU/wall {row['cpu_per_wall']:.2f}")
+                    f"{row['compile_s']:.1f}s, CPU/wall {row['cpu_per_wall']:.2f}{rate}")
 
         if args.peer == "d3rlpy":
             python = Path(args.peer_python)
@@ -583,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"act {ACT_DIM} in [-1, 1], {EPISODE_LEN}-step episodes ending in timeouts, "
                      f"seed {args.data_seed}; the same .npz for both libraries"),
         },
-        "results": rows, "ratios": ratios, "notes": notes,
+        "matmul_gflops": matmul, "results": rows, "ratios": ratios, "notes": notes,
     }
 
     out = Path(args.out)
