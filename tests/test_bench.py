@@ -38,6 +38,7 @@ def test_bench_rows_tables_reuse_and_peer(tmp_path, offrl_home, monkeypatch, cap
     assert ours["score_mean"] == pytest.approx(np.mean(ours["per_seed"]))
     assert ours["command"].startswith("offrl bench locomotion-cpu") and ours["commit"]
     assert ours["config"]["policy"] == "deterministic" and ours["config"]["batch_size"] == 256  # the defaults it ran with
+    assert ours["device"] == "cpu: cpu"  # what its seconds were measured on
     assert "config" not in peer
     assert peer["per_seed"] == [10.0, 20.0] and peer["score_mean"] == 15.0 and peer["score_std"] == 5.0
     assert peer["library_version"] == "0.0-fake"
@@ -185,3 +186,36 @@ def test_discrete_suite_runs_its_own_algorithms_by_default(tmp_path, offrl_home)
     assert [r["algo"] for r in rows] == list(SUITES["discrete-cpu"].algos)
     assert {"bc_discrete", "dqn_offline", "cql_discrete", "iql_discrete"} == set(SUITES["discrete-cpu"].algos)
     assert all(r["dataset"] == "cartpole-medium" and len(r["per_seed"]) == 1 and np.isfinite(r["score_mean"]) for r in rows)
+
+
+def test_merge_adds_the_rows_this_store_lacks_once(tmp_path, capsys):
+    """Rows written on another machine (``--results`` there) join the store; merging again adds nothing."""
+    def row(dataset, algo, score, suite="locomotion-cpu"):
+        return {"suite": suite, "dataset": dataset, "algo": algo, "library": "offrl", "seeds": 2, "steps": 100,
+                "episodes": 10, "first_seed": 0, "score_mean": score, "score_std": 0.0, "per_seed": [score, score],
+                "commit": "c", "date": "2026-11-27 10:00", "device": "gpu: H100"}
+
+    results = tmp_path / "res"
+    store = results / "locomotion-cpu"
+    store.mkdir(parents=True)
+    (store / "rows.jsonl").write_text(json.dumps(row("a", "bcq", 10.0)) + "\n")
+    other = tmp_path / "device_rows.jsonl"
+    other.write_text("".join(json.dumps(r) + "\n" for r in [row("a", "bcq", 10.0), row("a", "bear", 20.0), row("b", "bcq", 30.0)]))
+    argv = ["bench", "locomotion-cpu", "--results", str(results), "--merge", str(other)]
+    assert main(argv) == 0
+    assert "merged 2 new row(s)" in capsys.readouterr().err
+    assert [(r["dataset"], r["algo"]) for r in read_rows(store)] == [("a", "bcq"), ("a", "bear"), ("b", "bcq")]
+    assert "20.0 ± 0.0 (2×100)" in (store / "table.md").read_text()
+    assert main(argv) == 0 and "merged 0 new row(s)" in capsys.readouterr().err
+    assert len(read_rows(store)) == 3
+
+    wrong = tmp_path / "wrong.jsonl"
+    wrong.write_text(json.dumps(row("a", "iql", 1.0)) + "\n" + json.dumps(row("a", "bc", 1.0, suite="maze-cpu")) + "\n")
+    assert main(["bench", "locomotion-cpu", "--results", str(results), "--merge", str(wrong)]) == 2
+    assert "line 2: a row of suite 'maze-cpu'" in capsys.readouterr().err
+    truncated = tmp_path / "cut.jsonl"
+    truncated.write_text(json.dumps(row("c", "iql", 1.0))[:40])
+    assert main(["bench", "locomotion-cpu", "--results", str(results), "--merge", str(truncated)]) == 2
+    assert "line 1: not JSON" in capsys.readouterr().err
+    assert main(["bench", "locomotion-cpu", "--results", str(results), "--merge", str(tmp_path / "nope.jsonl")]) == 2
+    assert len(read_rows(store)) == 3  # nothing added by the bad files

@@ -44,6 +44,7 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
+import os  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -247,6 +248,8 @@ def run(job: dict, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
+    # cpu:0 unless OFFRL_PEER_DEVICE names another torch device (cuda:0 on a GPU machine: benchmarks/gpu/rows.sh)
+    device = os.environ.get("OFFRL_PEER_DEVICE", "cpu:0")
     with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(threads)
     import d3rlpy
@@ -278,7 +281,7 @@ def run(job: dict, threads: int) -> dict:
     ref_min, ref_max = float(job["ref_min_score"]), float(job["ref_max_score"])
     for seed in job["seeds"]:
         d3rlpy.seed(int(seed))
-        algo = builder(d3rlpy, ctx).create(device="cpu:0")
+        algo = builder(d3rlpy, ctx).create(device=device)
         scaler = algo.config.reward_scaler
         if isinstance(scaler, d3rlpy.preprocessing.ReturnBasedRewardScaler):
             scaler.fit_with_transition_picker(dataset.episodes, dataset.transition_picker)
@@ -319,7 +322,7 @@ def run(job: dict, threads: int) -> dict:
                              f"MinMaxActionScaler from env bounds {low.tolist()}..{high.tolist()}",
             "n_steps": steps,
             "n_steps_per_epoch": per_epoch,
-            "device": "cpu:0",
+            "device": device,
             "torch_threads": torch.get_num_threads(),
             "torch_version": torch.__version__,
             "eval": "deterministic predict, reset seeds 0..episodes-1, actions clipped to bounds",

@@ -3,6 +3,7 @@
     offrl bench locomotion-cpu --algos bc,td3bc,iql --seeds 3
     offrl bench locomotion-cpu --algos bcq --datasets hopper-medium-replay --steps 50000 --seeds 2
     offrl bench locomotion-cpu --algos iql --peer NAME      # also a peer library's row (see below)
+    offrl bench locomotion-cpu --merge OTHER/locomotion-cpu/rows.jsonl   # rows made elsewhere (a GPU machine)
     offrl bench discrete-cpu                                 # bc_discrete, dqn_offline, cql_discrete, iql_discrete
 
 Every algorithm trains ``seeds`` agents in one compiled call (``offrl.fit``) with its paper defaults
@@ -115,6 +116,9 @@ class BenchArgs:
     part of a row's identity (its stored config). Every named algorithm must have each field."""
     rerun: bool = False
     """Run rows again even if a row with the same budget and config is stored."""
+    merge: Optional[str] = None
+    """Train nothing: add the rows of another store of this suite (a ``rows.jsonl``, e.g. written on a GPU
+    machine with ``--results``) that this one lacks, then redraw the table."""
     progress: bool = True
     """Show training progress."""
 
@@ -219,6 +223,51 @@ def dataset_checksum(dataset: str) -> str | None:
     return read_checksum(path) if path.is_file() else None
 
 
+def _device_name() -> str:
+    import jax
+
+    device = jax.devices()[0]
+    return f"{device.platform}: {device.device_kind}"
+
+
+def _row_identity(row: dict) -> tuple:
+    """What makes two stored rows the same run: its cell, budget, when, from which commit, and its scores."""
+    return tuple(json.dumps(row.get(k), sort_keys=True) for k in
+                 ("dataset", "algo", "library", "seeds", "steps", "episodes", "first_seed", "date", "commit", "per_seed"))
+
+
+def merge_rows(folder: Path, suite_name: str, source: Path) -> int:
+    """Append the rows of ``source`` (a rows.jsonl of suite ``suite_name``) that ``folder``'s store lacks.
+
+    Returns how many were added. A row of another suite, a line that is not a JSON object or a row
+    without its scores is an error naming the line, and nothing is added.
+    """
+    if not source.is_file():
+        raise ValueError(f"--merge {source}: no such file (give the rows.jsonl of another results folder's SUITE/)")
+    incoming = []
+    for number, line in enumerate(source.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--merge {source}, line {number}: not JSON ({exc.msg}); is the file truncated?") from None
+        if not isinstance(row, dict) or not isinstance(row.get("per_seed"), list):
+            raise ValueError(f"--merge {source}, line {number}: not a bench row (no per_seed scores)")
+        if row.get("suite") != suite_name:
+            raise ValueError(f"--merge {source}, line {number}: a row of suite {row.get('suite')!r}, not {suite_name!r}; "
+                             f"merge it with `offrl bench {row.get('suite')} --merge ...`")
+        incoming.append(row)
+    seen = {_row_identity(r) for r in read_rows(folder)}
+    added = 0
+    for row in incoming:
+        if _row_identity(row) not in seen:
+            append_row(folder, row)
+            seen.add(_row_identity(row))
+            added += 1
+    return added
+
+
 def read_rows(folder: Path) -> list[dict]:
     path = folder / "rows.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
@@ -249,7 +298,8 @@ def run_ours(algo_name: str, dataset: str, seeds: int, steps: int, episodes: int
     success = [r["success_rate"] for r in result.final_eval if r.get("success_rate") is not None]
     return {"per_seed": per_seed, "success_rate": float(np.mean(success)) if success else None,
             "seconds": round(time.perf_counter() - t0, 1), "run_dir": str(run_dir), "library_version": offrl.__version__,
-            "config": config_json(config)}  # the row says which config it ran with
+            "config": config_json(config),  # the row says which config it ran with
+            "device": _device_name()}  # what the seconds were measured on
 
 
 def run_peer(peer: str, python: str, algo_name: str, dataset: str, seeds: int, steps: int, episodes: int, work: Path,
@@ -390,6 +440,13 @@ def bench(args: BenchArgs, argv: list[str]) -> Path:
     if args.suite not in SUITES:
         raise ValueError(f"unknown suite {args.suite!r}; valid suites: {', '.join(SUITES)}")
     suite = SUITES[args.suite]
+    if args.merge:
+        folder = Path(args.results) / args.suite
+        added = merge_rows(folder, args.suite, Path(args.merge))
+        print(f"merged {added} new row(s) from {args.merge} into {folder / 'rows.jsonl'}", file=sys.stderr)
+        table = write_table(folder, args.suite)
+        print(table.read_text())
+        return table
     datasets = args.datasets.split(",") if args.datasets else list(suite.datasets)
     known = list_datasets()
     missing = [d for d in datasets if d not in known]

@@ -1,0 +1,42 @@
+"""benchmarks/gpu/rows.sh (the bench rows run on a GPU machine) checked on the CPU with its smoke job
+set, and its rows merged into a store as they would be after a device call."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from offrl.bench import read_rows
+from offrl.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_rows_script_smoke_set_writes_rows_that_merge(tmp_path, capsys):
+    out, results = tmp_path / "out", tmp_path / "device-rows"
+    env = {**os.environ, "OUT": str(out), "RESULTS": str(results), "OFFRL_HOME": str(tmp_path / "home"),
+           "PYTHON": sys.executable, "WHL": "none"}
+    done = subprocess.run(["bash", "benchmarks/gpu/rows.sh", "smoke"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "exit 0" in done.stdout
+    rows = [json.loads(line) for line in (out / "rows-locomotion-cpu.jsonl").read_text().splitlines()]
+    assert [(r["algo"], r["dataset"], r["seeds"], r["steps"]) for r in rows] == [("bc", "pendulum-random", 1, 300)]
+    assert rows[0]["device"].startswith("cpu") and len(rows[0]["dataset_sha256"]) == 64
+    assert (out / "smoke.log").is_file() and (out / "data-pendulum-random.log").is_file()
+
+    store = tmp_path / "store"
+    assert main(["bench", "locomotion-cpu", "--results", str(store), "--merge", str(out / "rows-locomotion-cpu.jsonl")]) == 0
+    assert read_rows(store / "locomotion-cpu") == rows
+    assert "| pendulum-random |" in (store / "locomotion-cpu" / "table.md").read_text()
+
+    bad = subprocess.run(["bash", "benchmarks/gpu/rows.sh", "nonsense"], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 2 and "unknown job set nonsense" in bad.stdout
