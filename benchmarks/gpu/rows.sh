@@ -11,6 +11,8 @@
 #               hopper-medium-replay, 2 seeds x 30k
 #   awac        awac, crr: halfcheetah-medium and walker2d-medium-expert 3 x 50k, hopper-medium-replay 3 x 100k
 #   brac        brac_p, brac_v: hopper-medium-replay, 3 seeds x 100k
+#   finetune    benchmarks/finetune.py: AWAC (2 seeds) and Cal-QL (1 seed) on hopper-medium-replay, 50k env steps,
+#               merged with the recorded IQL/SAC curves; its .md/.csv/.png/.json come back in $OUT/finetune/
 #   smoke       bc on pendulum-random, 1 seed x 300 updates (checks this script; on a CPU:
 #               WHL=none PYTHON=.venv/bin/python OUT=/tmp/o bash benchmarks/gpu/rows.sh smoke)
 # PEER=d3rlpy adds d3rlpy's row (1 seed, same files and budget) after ours, on cuda:0 (OFFRL_PEER_DEVICE).
@@ -85,10 +87,18 @@ for set in "$@"; do
     brac)
       make_data hopper-medium-replay
       job brac-hmr locomotion-cpu --algos brac_p,brac_v --datasets hopper-medium-replay --seeds 3 --steps 100000 ;;
+    finetune)
+      make_data hopper-medium-replay
+      echo "== $(date +%T) finetune: benchmarks/finetune.py --algos awac:2,calql:1"
+      # --merge writes beside the merged JSON: copy the record (and its notes) to $OUT first
+      mkdir -p "$OUT/finetune" && cp benchmarks/results/finetune-hopper-medium-replay-2026-11-27.{json,md} "$OUT/finetune/"
+      "$PY" benchmarks/finetune.py --algos awac:2,calql:1 --work /tmp/offrl-finetune \
+        --merge "$OUT/finetune/finetune-hopper-medium-replay-2026-11-27.json" > "$OUT/finetune.log" 2>&1
+      echo "   exit $? after $(( $(date +%s) - start )) s"; tail -5 "$OUT/finetune.log" ;;
     smoke)
       make_data pendulum-random
       job smoke locomotion-cpu --algos bc --datasets pendulum-random --seeds 1 --steps 300 --episodes 2 "${PEER_ARGS[@]}" ;;
-    *) echo "unknown job set $set (constraint, cql, awac, brac, smoke)"; exit 2 ;;
+    *) echo "unknown job set $set (constraint, cql, awac, brac, finetune, smoke)"; exit 2 ;;
   esac
 done
 echo "done after $(( $(date +%s) - start )) s; rows in $OUT:"; ls "$OUT"
