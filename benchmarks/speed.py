@@ -46,7 +46,9 @@ REPO = Path(__file__).resolve().parent.parent
 PEER_SCRIPT = REPO / "benchmarks" / "peer_d3rlpy_speed.py"
 PEER_PYTHON = REPO / ".venv-d3rlpy" / "bin" / "python"
 PEER_ALGOS = ("iql", "td3bc", "cql")  # what peer_d3rlpy_speed.py implements
-DISPLAY = {"bc": "BC", "td3bc": "TD3+BC", "iql": "IQL", "cql": "CQL"}
+DISPLAY = {"bc": "BC", "td3bc": "TD3+BC", "iql": "IQL", "cql": "CQL", "percent_bc": "%BC", "awr": "AWR",
+           "awac": "AWAC", "crr": "CRR", "sac_offline": "SAC (offline)", "brac_p": "BRAC-p", "brac_v": "BRAC-v",
+           "bcq": "BCQ", "bear": "BEAR", "calql": "Cal-QL"}
 OBS_DIM, ACT_DIM, EPISODE_LEN = 11, 3, 1000  # Hopper
 TARGET_IQL_VS_PEER = 2.5
 TARGET_SEED_SCALING = 0.85
