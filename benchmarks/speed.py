@@ -624,7 +624,8 @@ def main(argv: list[str] | None = None) -> int:
                 bad = [k for k, ok in row["metrics_finite"].items() if not ok]
                 if bad:
                     notes.append(f"offrl {algo_name} seeds={seeds}: non-finite metrics {bad}")
-                rate = (f", {row['gflops']:,.1f} GFLOP/s ({row['gflops'] / matmul['peak']:.0%} of matmul peak)"
+                bound = "≤ " if row["gflop_upper_bound"] else ""
+                rate = (f", {bound}{row['gflops']:,.1f} GFLOP/s ({bound}{row['gflops'] / matmul['peak']:.0%} of matmul peak)"
                         if row["gflops"] else "")
                 say(f"[bold]offrl {algo_name} seeds={seeds}: {row['updates_per_s_per_seed']:,.0f} "
                     f"updates/s per seed, {row['updates_per_s_total']:,.0f} total; compile "
