@@ -167,6 +167,22 @@ def test_fixed_alpha_stays_and_dual_alpha_moves():
     assert float(moved.alpha.apply_fn(moved.alpha.params)) < 0.3
 
 
+def test_dual_alpha_stops_at_alpha_max_when_the_target_is_out_of_reach():
+    # a target KL below any estimate keeps raising log alpha; Adam moves it about alpha_lr per step,
+    # so with alpha_lr = 1 twenty steps would take alpha from 0.3 to about 1e8 without the bound
+    config, state, batch = _setup(brac.Config(hidden_dims=(16, 16), num_samples=N, alpha=0.3, target_divergence=-1e3, alpha_lr=1.0, alpha_max=50.0))
+    step = jax.jit(lambda s, b, k: brac.update(config, s, b, k))
+    alphas = []
+    for i in range(20):
+        state, metrics = step(state, batch, jax.random.PRNGKey(i))
+        alphas.append(float(state.alpha.apply_fn(state.alpha.params)))
+        assert all(np.isfinite(float(v)) for v in metrics.values())
+    assert alphas[0] > 0.3 and max(alphas) <= 50.0 * (1 + 1e-5)
+    assert alphas[-1] == pytest.approx(50.0, rel=1e-5)
+    with pytest.raises(ValueError, match="alpha_max must be >= alpha"):
+        brac.init(brac.Config(alpha=10.0, alpha_max=5.0), DataSpec(OBS_DIM, ACT_DIM), jax.random.PRNGKey(0), 10)
+
+
 def test_behaviour_warmup_trains_only_the_behaviour_policy():
     config, state, batch = _setup(brac.Config(hidden_dims=(16, 16), behaviour_warmup_steps=2, target_divergence=0.5))
     step = jax.jit(lambda s, b, k: brac.update(config, s, b, k))
