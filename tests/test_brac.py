@@ -167,20 +167,21 @@ def test_fixed_alpha_stays_and_dual_alpha_moves():
     assert float(moved.alpha.apply_fn(moved.alpha.params)) < 0.3
 
 
-def test_dual_alpha_stops_at_alpha_max_when_the_target_is_out_of_reach():
+def test_dual_alpha_stops_at_max_alpha_when_the_target_is_out_of_reach():
     # a target KL below any estimate keeps raising log alpha; Adam moves it about alpha_lr per step,
     # so with alpha_lr = 1 twenty steps would take alpha from 0.3 to about 1e8 without the bound
-    config, state, batch = _setup(brac.Config(hidden_dims=(16, 16), num_samples=N, alpha=0.3, target_divergence=-1e3, alpha_lr=1.0, alpha_max=50.0))
+    config, state, batch = _setup(brac.Config(hidden_dims=(16, 16), num_samples=N, alpha=0.3, target_divergence=-1e3, alpha_lr=1.0))
     step = jax.jit(lambda s, b, k: brac.update(config, s, b, k))
     alphas = []
     for i in range(20):
         state, metrics = step(state, batch, jax.random.PRNGKey(i))
         alphas.append(float(state.alpha.apply_fn(state.alpha.params)))
         assert all(np.isfinite(float(v)) for v in metrics.values())
-    assert alphas[0] > 0.3 and max(alphas) <= 50.0 * (1 + 1e-5)
-    assert alphas[-1] == pytest.approx(50.0, rel=1e-5)
-    with pytest.raises(ValueError, match="alpha_max must be >= alpha"):
-        brac.init(brac.Config(alpha=10.0, alpha_max=5.0), DataSpec(OBS_DIM, ACT_DIM), jax.random.PRNGKey(0), 10)
+    assert alphas[0] > 0.3 and max(alphas) <= brac.MAX_ALPHA * (1 + 1e-5)
+    assert brac.MAX_ALPHA == 500.0 and alphas[-1] == pytest.approx(brac.MAX_ALPHA, rel=1e-5)
+    with pytest.raises(ValueError, match="must be <= 500 with target_divergence"):
+        brac.init(brac.Config(alpha=600.0, target_divergence=1.0), DataSpec(OBS_DIM, ACT_DIM), jax.random.PRNGKey(0), 10)
+    brac.init(brac.Config(alpha=600.0), DataSpec(OBS_DIM, ACT_DIM), jax.random.PRNGKey(0), 10)  # a fixed alpha is not bounded
 
 
 def test_behaviour_warmup_trains_only_the_behaviour_policy():

@@ -5,7 +5,7 @@ A SAC-style actor-critic that keeps the policy pi close to a learned behaviour p
   critic:      y = r + discount (1 - d) [ min_i Q'_i(s', a') - temperature log pi(a'|s') - vp alpha D(s') ],  a' ~ pi(.|s')
                (vp = 1 for the value penalty, ``brac_v``: reward r - discount alpha D(s'); vp = 0 for ``brac_p``)
   actor:       L_pi = E_D[ alpha D(s) + temperature log pi(a~|s) - min_i Q_i(s, a~) ]
-  alpha:       fixed, or the dual step L_alpha = -alpha (D - target_divergence)  (log-parameterised, alpha <= alpha_max)
+  alpha:       fixed, or the dual step L_alpha = -alpha (D - target_divergence)  (log-parameterised, alpha <= MAX_ALPHA)
   behaviour:   L_b = -E_D[ log pi_b(a|s) ]  (maximum likelihood, trained in the same update)
 Update order: behaviour, critic, actor, alpha, then the Polyak target. For the first
 ``behaviour_warmup_steps`` updates only pi_b is trained (the paper pre-trains it separately).
@@ -28,6 +28,10 @@ from offrl.algos.registry import Algo, DataSpec, register
 from offrl.data.sampling import Batch
 from offrl.losses import behaviour_nll_loss, polyak_update, sampled_kl, td_target
 from offrl.nets import BehaviourPolicy, Critic, TanhGaussianActor, tanh_gaussian_sample_and_log_prob
+
+MAX_ALPHA = 500.0
+"""Upper bound of alpha, as the authors' clip: log alpha is clipped after each dual step, else a target KL
+the actor cannot reach raises it without end (Adam moves it about alpha_lr per update) until the actor's loss overflows."""
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,6 @@ class Config:
     """Adam learning rate of the critics."""
     alpha_lr: float = 1e-3
     """Adam learning rate of log alpha (used only with ``target_divergence``)."""
-    alpha_max: float = 500.0
-    """Upper bound of the trained alpha (log alpha is clipped after each dual step); without it a target KL the actor cannot reach drives exp(log alpha) to overflow."""
     behaviour_lr: float = 5e-4
     """Adam learning rate of the behaviour proxy pi_b."""
     behaviour_components: int = 1
@@ -102,8 +104,8 @@ def _check(config: Config) -> None:
     problems = []
     if not config.alpha > 0:
         problems.append(f"alpha must be > 0 (got {config.alpha}); it is exp(log alpha) when trained")
-    if not config.alpha_max >= config.alpha:
-        problems.append(f"alpha_max must be >= alpha, the initial value (got alpha_max={config.alpha_max}, alpha={config.alpha})")
+    if config.target_divergence is not None and not config.alpha <= MAX_ALPHA:
+        problems.append(f"alpha, the initial value of the trained alpha, must be <= {MAX_ALPHA:g} with target_divergence (got {config.alpha})")
     if config.num_samples < 1:
         problems.append(f"num_samples must be >= 1 (got {config.num_samples})")
     if config.num_qs < 1:
@@ -202,7 +204,7 @@ def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[
     grads, t_info = jax.grad(lambda p: alpha_loss(config, new, p, a_info["kl_mean"]), has_aux=True)(new.alpha.params)
     if config.target_divergence is not None:
         alpha = new.alpha.apply_gradients(grads=grads)
-        clipped = jax.tree.map(lambda x: jnp.minimum(x, math.log(config.alpha_max)), alpha.params)
+        clipped = jax.tree.map(lambda x: jnp.minimum(x, math.log(MAX_ALPHA)), alpha.params)
         new = new.replace(alpha=alpha.replace(params=clipped))
     new = new.replace(target_critic_params=polyak_update(new.critic.params, new.target_critic_params, config.tau))
     if config.behaviour_warmup_steps == 0:
