@@ -103,6 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="python of the peer venv (default: .venv-d3rlpy/bin/python)")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads for XLA and for the peer's torch (default 1: same budget)")
+    p.add_argument("--cpu-devices", type=int, default=1,
+                   help="JAX CPU devices (JAX_NUM_CPU_DEVICES); with more than one, the map strategy "
+                        "trains seed i on device i mod N, each device on one thread (default 1)")
     p.add_argument("--platform", default="cpu",
                    help="JAX_PLATFORMS for offrl (default cpu, like the peer); 'default' keeps jax's choice")
     p.add_argument("--out", default=None,
@@ -111,8 +114,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.updates < 1 or args.chunk < 1 or args.peer_updates < 1:
         p.error("--updates, --chunk and --peer-updates must be >= 1")
-    if args.threads < 1:
-        p.error("--threads must be >= 1")
+    if args.threads < 1 or args.cpu_devices < 1:
+        p.error("--threads and --cpu-devices must be >= 1")
     if args.size < 2 * EPISODE_LEN:
         p.error(f"--size must be >= {2 * EPISODE_LEN} (two {EPISODE_LEN}-step episodes; IQL's "
                 "reward scaling needs episodes with different returns)")
@@ -130,8 +133,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def xla_flags_for(threads: int) -> str:
-    if threads == 1:
+def xla_flags_for(threads: int, cpu_devices: int = 1) -> str:
+    if threads == 1 or cpu_devices >= threads:  # one thread per device
         return "--xla_cpu_multi_thread_eigen=false"
     return "--xla_cpu_multi_thread_eigen=true"
 
@@ -149,14 +152,15 @@ def set_threading_env(args: argparse.Namespace) -> dict:
         raise SystemExit(f"--threads {args.threads} but only {len(allowed)} cores are available")
     os.sched_setaffinity(0, set(allowed[: args.threads]))
     previous = os.environ.get("XLA_FLAGS", "")
-    ours = xla_flags_for(args.threads)
+    ours = xla_flags_for(args.threads, args.cpu_devices)
     os.environ["XLA_FLAGS"] = f"{previous} {ours}".strip()
+    os.environ["JAX_NUM_CPU_DEVICES"] = str(args.cpu_devices)
     if args.platform != "default":
         os.environ["JAX_PLATFORMS"] = args.platform
     return {"threads": args.threads, "cpu_affinity": sorted(os.sched_getaffinity(0)), "XLA_FLAGS": os.environ["XLA_FLAGS"],
             "XLA_FLAGS_inherited": previous or None,
             "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS"),
-            "peer_torch_threads": args.threads}
+            "peer_torch_threads": args.threads, "cpu_devices": args.cpu_devices}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,7 +319,7 @@ def bench_offrl(algo_name: str, dataset, seeds: int, updates: int, chunk: int, s
 
     from offrl.algos import DataSpec, get_algo
     from offrl.data import fit_transforms
-    from offrl.train import device_data, init_agents, make_train_chunk
+    from offrl.train import device_data, init_agents, make_train_chunk, replicate_data
 
     from offrl.bench import algo_config
 
@@ -333,19 +337,21 @@ def bench_offrl(algo_name: str, dataset, seeds: int, updates: int, chunk: int, s
     data = device_data(algo, config, dataset, transforms)  # with the algorithm's extras (AWR's returns)
     spec = DataSpec(obs_dim=dataset.obs_dim, action_dim=dataset.act_dim)
     states, keys = init_agents(algo, config, spec, seed=0, seeds=seeds, total_steps=total_steps)
+    # map over several CPU devices: a copy of the data per device, as offrl.fit makes
+    run_data = replicate_data(data) if strategy == "map" and seeds > 1 else data
     jax.block_until_ready((states, keys, data))
 
     train_chunk = make_train_chunk(algo, config, chunk, seeds, strategy)
     t0 = time.perf_counter()
     if hasattr(train_chunk, "lower"):
-        compiled = train_chunk.lower(states, keys, data).compile()
+        compiled = train_chunk.lower(states, keys, run_data).compile()
     else:  # map: a Python loop over the jitted one-seed program, which compiles on its first call
         compiled = train_chunk
-        jax.block_until_ready(compiled(states, keys, data))
+        jax.block_until_ready(compiled(states, keys, run_data))
     compile_s = time.perf_counter() - t0  # under map, with one chunk's run
 
     t0 = time.perf_counter()
-    states, keys, metrics = jax.block_until_ready(compiled(states, keys, data))
+    states, keys, metrics = jax.block_until_ready(compiled(states, keys, run_data))
     warmup_s = time.perf_counter() - t0
 
     chunk_s = []
@@ -353,7 +359,7 @@ def bench_offrl(algo_name: str, dataset, seeds: int, updates: int, chunk: int, s
     c0, t0 = time.process_time(), time.perf_counter()
     for i in range(n_chunks):
         a = time.perf_counter()
-        states, keys, metrics = jax.block_until_ready(compiled(states, keys, data))
+        states, keys, metrics = jax.block_until_ready(compiled(states, keys, run_data))
         chunk_s.append(time.perf_counter() - a)
         say(f"  offrl {algo_name} seeds={seeds}: chunk {i + 1}/{n_chunks} "
             f"{chunk * seeds / chunk_s[-1]:,.0f} updates/s total")
@@ -506,7 +512,9 @@ def render_markdown(report: dict) -> str:
         f"backend `{m['jax_backend']}`; peer venv: torch {m['torch'] or '–'}, "
         f"d3rlpy {m['d3rlpy'] or '–'}",
         f"- threads: {s['threading']['threads']} (XLA_FLAGS=`{s['threading']['XLA_FLAGS']}`; "
-        f"peer `torch.set_num_threads({s['threading']['peer_torch_threads']})`)",
+        f"peer `torch.set_num_threads({s['threading']['peer_torch_threads']})`)"
+        + (f"; JAX CPU devices: {s['threading']['cpu_devices']} (`map` trains seed i on device i mod "
+           f"{s['threading']['cpu_devices']})" if s['threading'].get('cpu_devices', 1) > 1 else ""),
         f"- data: {s['data']}",
         f"- offrl: default configs ("
         + "; ".join(dict.fromkeys(f"{r['algo']}: batch {r['batch_size']}, MLPs {'x'.join(map(str, r['hidden_dims']))}"

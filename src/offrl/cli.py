@@ -71,7 +71,7 @@ class LoopArgs:
     progress: bool = True
     """Show a progress bar."""
     seed_strategy: Literal["auto", "vmap", "map"] = "auto"
-    """How seeds share a compiled call: vmap, map (one after another), auto (map on CPU, vmap on GPU)."""
+    """How seeds share a compiled call: vmap, map (one after another; spread over the devices when JAX_NUM_CPU_DEVICES=N gives N), auto (map on CPU, vmap on GPU)."""
 
 
 class UsageError(Exception):

@@ -94,12 +94,36 @@ SEED_STRATEGIES = ("auto", "vmap", "map")
 def resolve_seed_strategy(strategy: str) -> str:
     """``auto``: ``vmap`` on accelerators; ``map`` (one seed after another inside the same compiled
     call) on CPU, where vmapped seeds measured 0.74-0.82x the throughput of one seed (their parameters
-    no longer fit in cache) and mapped seeds 1.0x (benchmarks/results/speed-cpu-2026-11-26.md)."""
+    no longer fit in cache) and mapped seeds 1.0x (benchmarks/results/speed-cpu-2026-11-26.md).
+    With several local devices (on a CPU: ``JAX_NUM_CPU_DEVICES=N``), ``map`` spreads the seeds over
+    them (see :func:`seed_devices`), so N cores train N seeds at once."""
     if strategy not in SEED_STRATEGIES:
         raise ValueError(f"seed_strategy must be one of {', '.join(SEED_STRATEGIES)}; got {strategy!r}")
     if strategy == "auto":
         return "map" if jax.default_backend() == "cpu" else "vmap"
     return strategy
+
+
+def seed_devices(seeds: int, devices) -> list:
+    """The device of each seed under ``map``: seed i on device i mod len(devices)."""
+    return [devices[i % len(devices)] for i in range(seeds)]
+
+
+@dataclass(frozen=True)
+class DeviceReplicas:
+    """The device dataset once per local device (``replicate_data``): ``map`` trains seed i on
+    ``devices[i mod n]`` from ``copies[i mod n]``; states, keys and metrics return to ``devices[0]``."""
+
+    copies: tuple
+    devices: tuple
+
+
+def replicate_data(data) -> Any:
+    """``data`` unchanged on one device; a :class:`DeviceReplicas` holding a copy per local device otherwise."""
+    devices = tuple(jax.local_devices())
+    if len(devices) == 1:
+        return data
+    return DeviceReplicas(tuple(jax.device_put(data, d) for d in devices), devices)
 
 
 def make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int, strategy: str = "vmap"):
@@ -142,7 +166,16 @@ def _make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int, str
         single = _make_train_chunk(algo, config, num_updates, 1, "single")
 
         def mapped(states, keys, data):
-            outs = [single(jax.tree.map(lambda x: x[i : i + 1], states), keys[i : i + 1], data) for i in range(seeds)]
+            if not isinstance(data, DeviceReplicas):
+                outs = [single(jax.tree.map(lambda x: x[i : i + 1], states), keys[i : i + 1], data) for i in range(seeds)]
+                return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
+            # dispatch is asynchronous and each device runs its queue in order: every seed's inputs are
+            # sliced before any chunk is queued, so seeds on different devices train at the same time
+            parts = [(jax.tree.map(lambda x: x[i : i + 1], states), keys[i : i + 1]) for i in range(seeds)]
+            devices = seed_devices(seeds, data.devices)
+            outs = [single(*jax.device_put(part, device), data.copies[data.devices.index(device)])
+                    for part, device in zip(parts, devices)]
+            outs = jax.device_put(outs, data.devices[0])
             return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
 
         return mapped
@@ -320,6 +353,8 @@ def fit(
             reward_scaling=algo.reward_scaling if reward_scaling is None else reward_scaling,
         )
     data = device_data(algo, algo_config, dataset, transforms)
+    if strategy == "map" and seeds > 1:
+        data = replicate_data(data)  # several local devices: the seeds train on them at once
     spec = DataSpec.from_dataset(dataset)
 
     states, train_keys = init_agents(algo, algo_config, spec, seed, seeds, steps)
