@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -38,7 +39,7 @@ def test_bench_rows_tables_reuse_and_peer(tmp_path, offrl_home, monkeypatch, cap
     assert ours["score_mean"] == pytest.approx(np.mean(ours["per_seed"]))
     assert ours["command"].startswith("offrl bench locomotion-cpu") and ours["commit"]
     assert ours["config"]["policy"] == "deterministic" and ours["config"]["batch_size"] == 256  # the defaults it ran with
-    assert ours["device"] == "cpu: cpu"  # what its seconds were measured on
+    assert ours["device"] == f"cpu: cpu, {len(os.sched_getaffinity(0))} cores"  # what its seconds were measured on
     assert "config" not in peer
     assert peer["per_seed"] == [10.0, 20.0] and peer["score_mean"] == 15.0 and peer["score_std"] == 5.0
     assert peer["library_version"] == "0.0-fake"

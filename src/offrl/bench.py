@@ -224,10 +224,15 @@ def dataset_checksum(dataset: str) -> str | None:
 
 
 def _device_name() -> str:
+    """What a row's seconds were measured on: platform and kind, the device count when the seeds were
+    spread over several (``JAX_NUM_CPU_DEVICES``), and on a CPU the cores this process may use."""
     import jax
 
-    device = jax.devices()[0]
-    return f"{device.platform}: {device.device_kind}"
+    devices = jax.local_devices()
+    name = f"{devices[0].platform}: {devices[0].device_kind}" + (f" x{len(devices)}" if len(devices) > 1 else "")
+    if devices[0].platform == "cpu" and hasattr(os, "sched_getaffinity"):
+        name += f", {len(os.sched_getaffinity(0))} cores"
+    return name
 
 
 def _row_identity(row: dict) -> tuple:
