@@ -20,7 +20,7 @@ p = argparse.ArgumentParser(); p.add_argument("--job"); p.add_argument("--out");
 job = json.load(open(a.job))
 assert open(job["dataset_file"], "rb").read(8) == b"\\x89HDF\\r\\n\\x1a\\n"  # the same cached file as ours
 json.dump({"per_seed": [10.0 * (s + 1) for s in job["seeds"]], "library_version": "0.0-fake",
-           "echo": [job["algo"], job["steps"], job["episodes"], job["env_id"]]}, open(a.out, "w"))
+           "echo": [job["algo"], job["steps"], job["episodes"], job["env_id"], job["threads"]]}, open(a.out, "w"))
 '''
 
 
@@ -43,6 +43,8 @@ def test_bench_rows_tables_reuse_and_peer(tmp_path, offrl_home, monkeypatch, cap
     assert "config" not in peer
     assert peer["per_seed"] == [10.0, 20.0] and peer["score_mean"] == 15.0 and peer["score_std"] == 5.0
     assert peer["library_version"] == "0.0-fake"
+    assert peer["device"] == "cpu:0, 1 torch thread"  # the peer's threads: --peer-threads, default 1
+    assert json.loads((tmp_path / peer["run_dir"] / "result.json").read_text())["echo"][-1] == 1
     from offrl.data import dataset_path
     from offrl.data.integrity import read_checksum
 
@@ -61,6 +63,10 @@ def test_bench_rows_tables_reuse_and_peer(tmp_path, offrl_home, monkeypatch, cap
     assert main(argv[:6] + ["--steps", "300"] + argv[8:]) == 0  # another budget: a new row beside the old one
     rows = read_rows(results / "locomotion-cpu")
     assert sorted((r["library"], r["steps"]) for r in rows) == [("fake", 200), ("fake", 300), ("offrl", 200), ("offrl", 300)]
+    assert main(argv[:6] + ["--steps", "400"] + argv[8:] + ["--peer-threads", "2"]) == 0
+    peer = [r for r in read_rows(results / "locomotion-cpu") if r["library"] == "fake" and r["steps"] == 400][0]
+    assert peer["device"] == "cpu:0, 2 torch threads"
+    assert json.loads((tmp_path / peer["run_dir"] / "result.json").read_text())["echo"][-1] == 2  # the job told the peer
 
 
 def test_bench_rejects_unknown_names(tmp_path, offrl_home, capsys):

@@ -13,7 +13,7 @@ of the deterministic ``predict`` on ``gymnasium.make(env_id, **env_kwargs)`` res
 ``0 .. episodes-1`` (actions clipped to the action-space bounds, as offrl's evaluation does).
 The result holds ``per_seed`` normalised scores ``100 (mean return - ref_min) / (ref_max -
 ref_min)``, ``returns``, ``library_version`` and ``config`` (the full d3rlpy config as fitted,
-plus the reproduction script it follows). Torch uses ``--threads`` threads (default 1).
+plus the reproduction script it follows). Torch uses ``--threads`` threads (default: the job's ``threads``, else 1).
 
 Dataset: ``benchmarks/d3rlpy_mdp.py`` (episodes cut at terminals|timeouts, successor =
 next row, the last step of a timed-out episode is not sampled).
@@ -337,13 +337,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--job", required=True, metavar="JOB.json", help="job written by offrl bench")
     p.add_argument("--out", required=True, metavar="RESULT.json", help="where to write the result")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: one core)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: the job's \"threads\", which offrl bench --peer-threads sets; else 1)")
     args = p.parse_args(argv)
-    if args.threads < 1:
-        p.error("--threads must be >= 1")
     job = read_job(args.job)
+    threads = args.threads if args.threads is not None else int(job.get("threads", 1))
+    if threads < 1:
+        p.error("--threads must be >= 1")
     with contextlib.redirect_stdout(sys.stderr):  # d3rlpy logs to stdout; keep it for the summary
-        result = run(job, args.threads)
+        result = run(job, threads)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

@@ -106,6 +106,8 @@ class BenchArgs:
     """Python of the peer's environment (default: .venv-NAME/bin/python)."""
     peer_seeds: int = 1
     """Seeds of the peer's rows (peers train one seed per process; usually slower)."""
+    peer_threads: int = 1
+    """CPU threads of the peer (torch): give it the cores ours uses, e.g. 2 beside ``JAX_NUM_CPU_DEVICES=2``."""
     first_seed: int = 0
     """Seed of the first agent (ours and the peer's): rows of seeds ``first_seed ..`` extend a stored row of
     seeds ``0 .. first_seed-1`` with the same budget and config; the table pools them into one cell."""
@@ -308,7 +310,7 @@ def run_ours(algo_name: str, dataset: str, seeds: int, steps: int, episodes: int
 
 
 def run_peer(peer: str, python: str, algo_name: str, dataset: str, seeds: int, steps: int, episodes: int, work: Path,
-             first_seed: int = 0) -> dict:
+             first_seed: int = 0, threads: int = 1) -> dict:
     from offrl.data import dataset_path, load_dataset
 
     ds = load_dataset(dataset)  # makes and caches the file on first use: the peer reads the same bytes
@@ -321,13 +323,15 @@ def run_peer(peer: str, python: str, algo_name: str, dataset: str, seeds: int, s
     work.mkdir(parents=True, exist_ok=True)
     job = {"algo": algo_name, "dataset": dataset, "dataset_file": str(dataset_path(dataset)), "env_id": ds.info.env_id,
            "env_kwargs": ds.info.env_kwargs, "steps": steps, "seeds": list(range(first_seed, first_seed + seeds)), "episodes": episodes,
-           "ref_min_score": ds.info.ref_min_score, "ref_max_score": ds.info.ref_max_score}
+           "ref_min_score": ds.info.ref_min_score, "ref_max_score": ds.info.ref_max_score, "threads": threads}
     (work / "job.json").write_text(json.dumps(job, indent=2))
     t0 = time.perf_counter()
     subprocess.run([python, str(script), "--job", str(work / "job.json"), "--out", str(work / "result.json")], check=True)
     result = json.loads((work / "result.json").read_text())
     return {"per_seed": [float(s) for s in result["per_seed"]], "success_rate": result.get("success_rate"),
-            "seconds": round(time.perf_counter() - t0, 1), "run_dir": str(work), "library_version": result.get("library_version")}
+            "seconds": round(time.perf_counter() - t0, 1), "run_dir": str(work), "library_version": result.get("library_version"),
+            # what the seconds were measured on (the peer runner reads OFFRL_PEER_DEVICE, default cpu:0)
+            "device": f"{os.environ.get('OFFRL_PEER_DEVICE', 'cpu:0')}, {threads} torch thread{'s' if threads > 1 else ''}"}
 
 
 def _defaults(algo_name: str) -> dict | None:
@@ -483,7 +487,8 @@ def bench(args: BenchArgs, argv: list[str]) -> Path:
             out = run_ours(algo, dataset, n_seeds, steps, episodes, folder / "runs" / stem, args.progress, first, configs[algo])
         else:
             python = args.peer_python or f".venv-{library}/bin/python"
-            out = run_peer(library, python, algo, dataset, n_seeds, steps, episodes, folder / "runs" / stem, first)
+            out = run_peer(library, python, algo, dataset, n_seeds, steps, episodes, folder / "runs" / stem, first,
+                           args.peer_threads)
         mean, std = summarise(out["per_seed"])
         out["dataset_sha256"] = dataset_checksum(dataset)  # which bytes both libraries trained on
         row = {"suite": args.suite, "dataset": dataset, "algo": algo, "library": library, "seeds": n_seeds, "steps": steps,
