@@ -9,7 +9,8 @@
 #   constraint  bcq, bear: hopper-medium-replay and halfcheetah-medium, 2 seeds x 50k
 #   cql         cql with fixed alpha and with the Lagrange alpha (target_action_gap=10), bc_steps=0:
 #               hopper-medium-replay, 2 seeds x 30k
-#   awac        awac, crr: halfcheetah-medium and walker2d-medium-expert 3 x 50k, hopper-medium-replay 3 x 100k
+#   awac        awac: halfcheetah-medium and walker2d-medium-expert 3 x 50k, hopper-medium-replay 3 x 100k
+#               (CRR's three rows and BRAC's were run on the CPU; `brac` below repeats BRAC's if wanted)
 #   brac        brac_p, brac_v: hopper-medium-replay, 3 seeds x 100k
 #   finetune    benchmarks/finetune.py: AWAC (2 seeds) and Cal-QL (1 seed) on hopper-medium-replay, 50k env steps,
 #               merged with the recorded IQL/SAC curves; its .md/.csv/.png/.json come back in $OUT/finetune/
@@ -81,9 +82,9 @@ for set in "$@"; do
         --set bc_steps=0 target_action_gap=10 ;;
     awac)
       make_data halfcheetah-medium walker2d-medium-expert hopper-medium-replay
-      job awac-crr-hc locomotion-cpu --algos awac,crr --datasets halfcheetah-medium --seeds 3 --steps 50000 "${PEER_ARGS[@]}"
-      job awac-crr-w2d locomotion-cpu --algos awac,crr --datasets walker2d-medium-expert --seeds 3 --steps 50000 "${PEER_ARGS[@]}"
-      job awac-crr-hmr locomotion-cpu --algos awac,crr --datasets hopper-medium-replay --seeds 3 --steps 100000 "${PEER_ARGS[@]}" ;;
+      job awac-hc locomotion-cpu --algos awac --datasets halfcheetah-medium --seeds 3 --steps 50000 "${PEER_ARGS[@]}"
+      job awac-w2d locomotion-cpu --algos awac --datasets walker2d-medium-expert --seeds 3 --steps 50000 "${PEER_ARGS[@]}"
+      job awac-hmr locomotion-cpu --algos awac --datasets hopper-medium-replay --seeds 3 --steps 100000 "${PEER_ARGS[@]}" ;;
     brac)
       make_data hopper-medium-replay
       job brac-hmr locomotion-cpu --algos brac_p,brac_v --datasets hopper-medium-replay --seeds 3 --steps 100000 ;;
