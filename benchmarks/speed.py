@@ -105,7 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="CPU threads for XLA and for the peer's torch (default 1: same budget)")
     p.add_argument("--cpu-devices", type=int, default=1,
                    help="JAX CPU devices (JAX_NUM_CPU_DEVICES); with more than one, the map strategy "
-                        "trains seed i on device i mod N, each device on one thread (default 1)")
+                        "trains seed i on device i mod N (Eigen's own threading off; default 1)")
     p.add_argument("--platform", default="cpu",
                    help="JAX_PLATFORMS for offrl (default cpu, like the peer); 'default' keeps jax's choice")
     p.add_argument("--out", default=None,
