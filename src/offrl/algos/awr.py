@@ -25,8 +25,8 @@ from flax.training.train_state import TrainState
 from offrl.algos.registry import Algo, DataSpec, register
 from offrl.data import Dataset, discounted_returns
 from offrl.data.sampling import Batch
-from offrl.losses import advantage_weights
-from offrl.nets import GaussianActor, ValueNet, gaussian_log_prob
+from offrl.losses import advantage_weights, weighted_log_likelihood_loss
+from offrl.nets import GaussianActor, ValueNet, gaussian_action
 
 #: Names of the per-transition arrays ``device_extras`` adds (they arrive as ``batch.extras[name]``).
 EXTRAS = ("mc_return", "mc_bootstrap_discount", "mc_last_next_observation")
@@ -115,7 +115,7 @@ def actor_loss(config: Config, state: State, params, batch: Batch, returns: jax.
     scaled = (adv - adv.mean()) / (adv.std() + ADV_EPS) if config.normalize_advantages else adv
     weights = advantage_weights(scaled, config.beta, config.max_weight)
     mean, log_std = state.actor.apply_fn(params, batch.observations)
-    loss = -(weights * gaussian_log_prob(mean, log_std, batch.actions)).mean()
+    loss = weighted_log_likelihood_loss(weights, mean, log_std, batch.actions)
     return loss, {"actor_loss": loss, "adv_mean": adv.mean(), "adv_weight_mean": weights.mean()}
 
 
@@ -129,10 +129,7 @@ def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[
 
 
 def act(config: Config, state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
-    mean, log_std = state.actor.apply_fn(state.actor.params, observations)
-    if not deterministic:
-        mean = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
-    return jnp.clip(mean, -1.0, 1.0)
+    return gaussian_action(*state.actor.apply_fn(state.actor.params, observations), key, deterministic)
 
 
 register(Algo(

@@ -18,7 +18,7 @@ from flax.training.train_state import TrainState
 from offrl.algos.registry import Algo, DataSpec, register
 from offrl.data.sampling import Batch
 from offrl.losses import cloning_loss
-from offrl.nets import DeterministicActor, GaussianActor
+from offrl.nets import CLONING_POLICIES, cloning_action, cloning_actor
 
 
 @dataclass(frozen=True)
@@ -41,16 +41,10 @@ class State:
     step: jax.Array
 
 
-def _actor(config: Config, spec_action_dim: int):
-    if config.policy == "gaussian":
-        return GaussianActor(config.hidden_dims, spec_action_dim)
-    return DeterministicActor(config.hidden_dims, spec_action_dim)
-
-
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
-    if config.policy not in ("deterministic", "gaussian"):
+    if config.policy not in CLONING_POLICIES:
         raise ValueError(f"bc: policy must be 'deterministic' or 'gaussian', got {config.policy!r}")
-    net = _actor(config, spec.action_dim)
+    net = cloning_actor(config.policy, config.hidden_dims, spec.action_dim)
     params = net.init(key, jnp.zeros((1, spec.obs_dim)))
     actor = TrainState.create(apply_fn=net.apply, params=params, tx=optax.adam(config.actor_lr))
     return State(actor=actor, step=jnp.zeros((), jnp.int32))
@@ -67,13 +61,7 @@ def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[
 
 
 def act(config: Config, state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
-    out = state.actor.apply_fn(state.actor.params, observations)
-    if config.policy == "gaussian":
-        mean, log_std = out
-        if not deterministic:
-            mean = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
-        out = mean
-    return jnp.clip(out, -1.0, 1.0)
+    return cloning_action(state.actor.apply_fn(state.actor.params, observations), config.policy, key, deterministic)
 
 
 register(Algo(

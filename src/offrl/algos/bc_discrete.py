@@ -19,6 +19,7 @@ from offrl.algos.registry import Algo, DataSpec, register
 from offrl.data.sampling import Batch
 from offrl.losses import categorical_log_prob
 from offrl.nets import MLP
+from offrl.nets.discrete import greedy_or_sampled
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,7 @@ def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[
 
 def act(config: Config, state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
     """argmax_a pi(a|s) (deterministic) or a ~ pi(.|s); int32 [B]."""
-    logits = state.actor.apply_fn(state.actor.params, observations)
-    if deterministic:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+    return greedy_or_sampled(state.actor.apply_fn(state.actor.params, observations), key, deterministic)
 
 
 register(Algo(

@@ -27,7 +27,7 @@ from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
 from offrl.data.sampling import Batch
-from offrl.losses import polyak_update, td_target
+from offrl.losses import ensemble_td_loss, polyak_update, td_target
 from offrl.losses import vae_loss as cvae_loss
 from offrl.nets import MLP, ActionVAE, Critic, vae_sample
 
@@ -143,7 +143,7 @@ def critic_loss(config: Config, state: State, params, batch: Batch, key: jax.Arr
     next_v = soft.reshape(batch_size, n).max(axis=1)
     target = jax.lax.stop_gradient(td_target(batch.rewards, batch.terminals, batch.discounts, next_v))
     q = state.critic.apply_fn(params, batch.observations, batch.actions)
-    loss = ((q - target) ** 2).mean(axis=1).sum()
+    loss = ensemble_td_loss(q, target)
     return loss, {"critic_loss": loss, "q_mean": q.mean()}
 
 

@@ -26,11 +26,9 @@ critic and the target actor. Sampled actions of all states go through each netwo
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-import flax.linen as nn
 import flax.struct as struct
 import jax
 import jax.numpy as jnp
@@ -39,9 +37,9 @@ from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
 from offrl.data.sampling import Batch
-from offrl.losses import MMD_KERNELS, mmd_squared, polyak_update, td_target
+from offrl.losses import MMD_KERNELS, ensemble_td_loss, mmd_squared, polyak_update, td_target
 from offrl.losses import vae_loss as cvae_loss
-from offrl.nets import ActionVAE, Critic, TanhGaussianActor, vae_sample
+from offrl.nets import ActionVAE, Critic, LogScalar, TanhGaussianActor, q_on_action_sets, vae_sample
 
 
 @dataclass(frozen=True)
@@ -102,16 +100,6 @@ class Config:
     """Transitions per gradient step."""
 
 
-class LogAlpha(nn.Module):
-    """The Lagrange multiplier alpha = exp(log_alpha)."""
-
-    initial: float = 1.0
-
-    @nn.compact
-    def __call__(self) -> jax.Array:
-        return jnp.exp(self.param("log_alpha", lambda _: jnp.full((), math.log(self.initial), jnp.float32)))
-
-
 @struct.dataclass
 class State:
     vae: TrainState
@@ -157,7 +145,7 @@ def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> St
     k_vae, k_actor, k_critic, k_sample = jax.random.split(key, 4)
     obs, acts = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.action_dim))
     vae, actor_net = vae_net(config, spec.action_dim), TanhGaussianActor(config.hidden_dims, spec.action_dim)
-    critic_net, alpha_net = Critic(config.hidden_dims, num_qs=config.num_qs), LogAlpha(config.alpha)
+    critic_net, alpha_net = Critic(config.hidden_dims, num_qs=config.num_qs), LogScalar(config.alpha, "log_alpha")
     vae_state = TrainState.create(apply_fn=vae.apply, params=vae.init(k_vae, obs, acts, k_sample), tx=optax.adam(config.vae_lr))
     actor = TrainState.create(apply_fn=actor_net.apply, params=actor_net.init(k_actor, obs), tx=optax.adam(config.actor_lr))
     critic = TrainState.create(apply_fn=critic_net.apply, params=critic_net.init(k_critic, obs, acts), tx=optax.adam(config.critic_lr))
@@ -179,13 +167,6 @@ def policy_samples(state: State, actor_params, observations: jax.Array, key: jax
     return jnp.tanh(raw), raw
 
 
-def flat_q(state: State, critic_params, observations: jax.Array, actions: jax.Array) -> jax.Array:
-    """Q_k(s_i, a_ij) for actions (B, n, action_dim) in one flattened (B * n) critic call: (K, B, n)."""
-    batch, n, action_dim = actions.shape
-    qs = state.critic.apply_fn(critic_params, jnp.repeat(observations, n, axis=0), actions.reshape(batch * n, action_dim))
-    return qs.reshape(qs.shape[0], batch, n)
-
-
 def vae_loss(config: Config, state: State, params, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict]:
     """Reconstruction + kl_weight * KL of the dataset actions (``offrl.losses.vae_loss``)."""
     recon, mean, log_std = state.vae.apply_fn(params, batch.observations, batch.actions, key)
@@ -196,11 +177,11 @@ def critic_loss(config: Config, state: State, params, batch: Batch, key: jax.Arr
     """Ensemble TD error against lmbda * min + (1 - lmbda) * max over Q', maximised over n target-actor samples."""
     noise_clip = config.latent_clip if config.clip_all_samples else None
     next_actions, _ = policy_samples(state, state.target_actor_params, batch.next_observations, key, config.num_samples, noise_clip)
-    next_qs = flat_q(state, state.target_critic_params, batch.next_observations, next_actions)
+    next_qs = q_on_action_sets(state.critic.apply_fn, state.target_critic_params, batch.next_observations, next_actions)
     next_v = (config.lmbda * next_qs.min(axis=0) + (1.0 - config.lmbda) * next_qs.max(axis=0)).max(axis=1)
     target = jax.lax.stop_gradient(td_target(batch.rewards, batch.terminals, batch.discounts, next_v))
     q = state.critic.apply_fn(params, batch.observations, batch.actions)
-    loss = ((q - target) ** 2).mean(axis=1).sum()
+    loss = ensemble_td_loss(q, target)
     return loss, {"critic_loss": loss, "q_mean": q.mean()}
 
 
@@ -212,7 +193,7 @@ def actor_loss(config: Config, state: State, params, batch: Batch, key: jax.Arra
     _, vae_raw = vae_sample(vae_net(config, state.action_dim), state.vae.params, batch.observations, vae_key, m, config.latent_clip)
     mmd2 = mmd_squared(jax.lax.stop_gradient(vae_raw), raw, config.mmd_kernel, config.mmd_sigma)
     mmd = jnp.sqrt(jnp.maximum(mmd2, 0.0) + 1e-6)
-    qs = flat_q(state, state.critic.params, batch.observations, actions).mean(axis=2)  # (K, B): mean over the m samples
+    qs = q_on_action_sets(state.critic.apply_fn, state.critic.params, batch.observations, actions).mean(axis=2)  # (K, B): mean over the m samples
     q = qs.min(axis=0) if config.actor_q == "min" else qs.mean(axis=0)
     alpha = state.alpha.apply_fn(state.alpha.params)
     improve = -q + alpha * mmd
@@ -264,7 +245,7 @@ def act(config: Config, state: State, observations: jax.Array, key: jax.Array, d
         key = jax.random.PRNGKey(0)
     noise_clip = config.latent_clip if config.clip_all_samples else None
     actions, _ = policy_samples(state, state.actor.params, observations, key, config.num_samples, noise_clip)
-    q1 = flat_q(state, state.critic.params, observations, actions)[0]
+    q1 = q_on_action_sets(state.critic.apply_fn, state.critic.params, observations, actions)[0]
     return jnp.take_along_axis(actions, jnp.argmax(q1, axis=1)[:, None, None], axis=1)[:, 0]
 
 

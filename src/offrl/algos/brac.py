@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-import flax.linen as nn
 import flax.struct as struct
 import jax
 import jax.numpy as jnp
@@ -26,8 +25,8 @@ from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
 from offrl.data.sampling import Batch
-from offrl.losses import behaviour_nll_loss, polyak_update, sampled_kl, td_target
-from offrl.nets import BehaviourPolicy, Critic, TanhGaussianActor, tanh_gaussian_sample_and_log_prob
+from offrl.losses import behaviour_nll_loss, ensemble_td_loss, polyak_update, sampled_kl, td_target
+from offrl.nets import BehaviourPolicy, Critic, LogScalar, TanhGaussianActor, tanh_gaussian_action, tanh_gaussian_sample_and_log_prob
 
 MAX_ALPHA = 500.0
 """Upper bound of alpha, as the authors' clip: log alpha is clipped after each dual step, else a target KL
@@ -80,16 +79,6 @@ class ValuePenaltyConfig(Config):
     """Also subtract discount * alpha * D(s') in the critic target (BRAC-v); False penalises only the actor (BRAC-p)."""
 
 
-class LogAlpha(nn.Module):
-    """alpha = exp(log_alpha), a positive scalar trained by its dual step."""
-
-    initial: float = 0.1
-
-    @nn.compact
-    def __call__(self) -> jax.Array:
-        return jnp.exp(self.param("log_alpha", lambda _: jnp.full((), math.log(self.initial), jnp.float32)))
-
-
 @struct.dataclass
 class State:
     actor: TrainState
@@ -125,7 +114,7 @@ def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> St
     actor_net = TanhGaussianActor(config.hidden_dims, spec.action_dim)
     critic_net = Critic(config.hidden_dims, num_qs=config.num_qs)
     behaviour_net = BehaviourPolicy(config.hidden_dims, spec.action_dim, config.behaviour_components)
-    alpha_net = LogAlpha(config.alpha)
+    alpha_net = LogScalar(config.alpha, "log_alpha")
 
     def make(net, params, lr):
         return TrainState.create(apply_fn=net.apply, params=params, tx=optax.adam(lr))
@@ -164,7 +153,7 @@ def critic_loss(config: Config, state: State, params, batch: Batch, key: jax.Arr
         next_v = next_v - alpha * divergence(config, state, mean, log_std, batch.next_observations, k_kl)
     target = jax.lax.stop_gradient(td_target(batch.rewards, batch.terminals, batch.discounts, next_v))
     q = state.critic.apply_fn(params, batch.observations, batch.actions)
-    loss = ((q - target) ** 2).mean(axis=1).sum()
+    loss = ensemble_td_loss(q, target)
     return loss, {"critic_loss": loss, "q_mean": q.mean(), "target_mean": target.mean()}
 
 
@@ -216,10 +205,7 @@ def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[
 
 def act(config: Config, state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
     """Deterministic: tanh(mean); stochastic: a sample of the tanh-squashed Gaussian."""
-    mean, log_std = state.actor.apply_fn(state.actor.params, observations)
-    if deterministic:
-        return jnp.tanh(mean)
-    return tanh_gaussian_sample_and_log_prob(mean, log_std, key)[0]
+    return tanh_gaussian_action(*state.actor.apply_fn(state.actor.params, observations), key, deterministic)
 
 
 def q_value(config: Config, state: State, observations: jax.Array, actions: jax.Array) -> jax.Array:

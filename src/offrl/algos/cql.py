@@ -25,7 +25,6 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-import flax.linen as nn
 import flax.struct as struct
 import jax
 import jax.numpy as jnp
@@ -35,8 +34,10 @@ from flax.training.train_state import TrainState
 from offrl.algos.registry import Algo, DataSpec, register
 from offrl.data.sampling import Batch
 from offrl.data.returns import discounted_returns
-from offrl.losses import calibrated_q, cql_logsumexp, polyak_update, td_target, uniform_log_density
-from offrl.nets import Critic, TanhGaussianActor, tanh_gaussian_log_prob, tanh_gaussian_sample_and_log_prob
+from offrl.losses import calibrated_q, cql_logsumexp, ensemble_td_loss, polyak_update, td_target, uniform_log_density
+from offrl.losses import temperature_loss as sac_temperature_loss
+from offrl.nets import (Critic, LogScalar, TanhGaussianActor, q_on_action_sets, tanh_gaussian_action, tanh_gaussian_log_prob,
+                        tanh_gaussian_sample_and_log_prob)
 
 MAX_ALPHA = 1e6
 """A trained alpha is clipped to [0, MAX_ALPHA], as in the authors' code."""
@@ -105,16 +106,6 @@ PRESETS: dict[str, dict] = {
     # script's own default is off; see docs/algorithms/cql.md).
     "maze": dict(alpha=1.0, max_backup=True),
 }
-
-
-class LogScalar(nn.Module):
-    """A positive scalar parameterised by its logarithm (the entropy temperature and a trained alpha)."""
-
-    initial: float = 1.0
-
-    @nn.compact
-    def __call__(self) -> jax.Array:
-        return jnp.exp(self.param("log_value", lambda _: jnp.full((), math.log(self.initial), jnp.float32)))
 
 
 @struct.dataclass
@@ -193,9 +184,7 @@ def next_value(config: Config, state: State, batch: Batch, samples: dict) -> jax
     """V(s') of the target: min_i Q'_i(s', a'_1) (- temperature log pi), or min_i max_j Q'_i(s', a'_j)."""
     next_obs, next_actions = batch.next_observations, samples["next_actions"]
     if config.max_backup:
-        b, n, act_dim = next_actions.shape
-        q = state.critic.apply_fn(state.target_critic_params, jnp.repeat(next_obs, n, axis=0), next_actions.reshape(b * n, act_dim))
-        return q.reshape(-1, b, n).max(axis=2).min(axis=0)
+        return q_on_action_sets(state.critic.apply_fn, state.target_critic_params, next_obs, next_actions).max(axis=2).min(axis=0)
     value = state.critic.apply_fn(state.target_critic_params, next_obs, next_actions[:, 0]).min(axis=0)
     if config.backup_entropy:
         value = value - state.temperature.apply_fn(state.temperature.params) * samples["next_log_probs"][:, 0]
@@ -204,12 +193,12 @@ def next_value(config: Config, state: State, batch: Batch, samples: dict) -> jax
 
 def critic_loss(config: Config, state: State, params, batch: Batch, samples: dict) -> tuple[jax.Array, dict]:
     """TD error of both critics plus the conservative term, from one flat critic call on [B * (3N + 1)] pairs."""
-    b, m, act_dim = samples["actions"].shape
+    m = samples["actions"].shape[1]
     target = jax.lax.stop_gradient(td_target(batch.rewards, batch.terminals, batch.discounts, next_value(config, state, batch, samples)))
-    actions = jnp.concatenate([batch.actions[:, None], samples["actions"]], axis=1).reshape(b * (m + 1), act_dim)
-    q_all = state.critic.apply_fn(params, jnp.repeat(batch.observations, m + 1, axis=0), actions).reshape(-1, b, m + 1)
+    actions = jnp.concatenate([batch.actions[:, None], samples["actions"]], axis=1)  # [B, m + 1, act]: data action first
+    q_all = q_on_action_sets(state.critic.apply_fn, params, batch.observations, actions)  # (K, B, m + 1)
     q, q_samples = q_all[..., 0], q_all[..., 1:]
-    td_loss = ((q - target) ** 2).mean(axis=1).sum()
+    td_loss = ensemble_td_loss(q, target)
     if config.calibrated:  # the uniform actions come first, then the 2N policy actions (sample_actions)
         floored = jnp.arange(m) >= config.num_samples
         q_samples = calibrated_q(q_samples, batch.extras["mc_return"], floored)
@@ -245,7 +234,7 @@ def actor_loss(config: Config, state: State, params, batch: Batch, key: jax.Arra
 def temperature_loss(config: Config, state: State, params, entropy: jax.Array, action_dim: int) -> tuple[jax.Array, dict]:
     """temperature * (entropy - target_entropy), as SAC's (Haarnoja et al. 2018, eq. 18)."""
     temperature = state.temperature.apply_fn(params)
-    loss = temperature * (jax.lax.stop_gradient(entropy) - target_entropy(config, action_dim))
+    loss = sac_temperature_loss(temperature, entropy, target_entropy(config, action_dim))
     return loss, {"temperature_loss": loss, "temperature": temperature}
 
 
@@ -273,10 +262,7 @@ def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[
 
 def act(config: Config, state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
     """Deterministic: tanh(mean); stochastic: a sample of the tanh-squashed Gaussian."""
-    mean, log_std = state.actor.apply_fn(state.actor.params, observations)
-    if deterministic:
-        return jnp.tanh(mean)
-    return tanh_gaussian_sample_and_log_prob(mean, log_std, key)[0]
+    return tanh_gaussian_action(*state.actor.apply_fn(state.actor.params, observations), key, deterministic)
 
 
 def q_value(config: Config, state: State, observations: jax.Array, actions: jax.Array) -> jax.Array:

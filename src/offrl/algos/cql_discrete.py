@@ -27,10 +27,11 @@ from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
 from offrl.data.sampling import Batch
-from offrl.losses import (action_values, discrete_cql_penalty, double_q_next_values, polyak_update,
+from offrl.losses import (action_values, discrete_cql_penalty, double_q_next_values, periodic_target_update,
                           td_regression_loss, td_target)
 from offrl.losses.discrete import TD_LOSSES
 from offrl.nets import MLP
+from offrl.nets.discrete import greedy_or_sampled
 
 
 @dataclass(frozen=True)
@@ -102,20 +103,14 @@ def critic_loss(config: Config, state: State, params, batch: Batch) -> tuple[jax
 
 def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, dict]:
     grads, info = jax.grad(lambda p: critic_loss(config, state, p, batch), has_aux=True)(state.critic.params)
-    critic = state.critic.apply_gradients(grads=grads)
-    step = state.step + 1
-    moved = polyak_update(critic.params, state.target_critic_params, config.tau)
-    due = step % config.target_update_period == 0
-    target = jax.tree.map(lambda new, old: jnp.where(due, new, old), moved, state.target_critic_params)
+    critic, step = state.critic.apply_gradients(grads=grads), state.step + 1
+    target = periodic_target_update(critic.params, state.target_critic_params, config.tau, step, config.target_update_period)
     return State(critic=critic, target_critic_params=target, step=step), info
 
 
 def act(config: Config, state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
     """argmax_a Q(s, a) (deterministic) or a ~ softmax(Q(s, .)), CQL(H)'s mu; int32 [B]."""
-    q = state.critic.apply_fn(state.critic.params, observations)
-    if deterministic:
-        return jnp.argmax(q, axis=-1).astype(jnp.int32)
-    return jax.random.categorical(key, q, axis=-1).astype(jnp.int32)
+    return greedy_or_sampled(state.critic.apply_fn(state.critic.params, observations), key, deterministic)
 
 
 def q_value(config: Config, state: State, observations: jax.Array, actions: jax.Array) -> jax.Array:

@@ -25,8 +25,9 @@ from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
 from offrl.data.sampling import Batch
-from offrl.losses import advantage_weights, binary_filter, polyak_update, td_target
-from offrl.nets import Critic, GaussianActor, gaussian_log_prob
+from offrl.losses import (advantage_weights, binary_filter, ensemble_td_loss, polyak_update, td_target,
+                          weighted_log_likelihood_loss)
+from offrl.nets import Critic, GaussianActor, gaussian_action, gaussian_samples, q_on_action_sets
 
 FILTERS = ("exp", "binary")
 ADVANTAGES = ("mean", "max")
@@ -93,18 +94,14 @@ def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> St
 
 def sample_actions(state: State, observations: jax.Array, key: jax.Array, num: int) -> jax.Array:
     """num actions a ~ pi(.|s) per state, clipped to the unit box: shape [B, num, act_dim]."""
-    mean, log_std = state.actor.apply_fn(state.actor.params, observations)
-    eps = jax.random.normal(key, (mean.shape[0], num, mean.shape[-1]))
-    return jnp.clip(mean[:, None] + jnp.exp(log_std)[:, None] * eps, -1.0, 1.0)
+    return gaussian_samples(*state.actor.apply_fn(state.actor.params, observations), key, num)
 
 
 def advantage(config: Config, state: State, batch: Batch, key: jax.Array) -> jax.Array:
     """A = Q(s, a) - baseline over m policy samples (mean or max), Q = min_i Q_i, one critic call on [B*(m+1)] pairs."""
     sampled = sample_actions(state, batch.observations, key, config.num_samples)  # [B, m, act]
     actions = jnp.concatenate([batch.actions[:, None], sampled], axis=1)  # [B, m+1, act]: data action first
-    b, n, act_dim = actions.shape
-    repeated = jnp.repeat(batch.observations, n, axis=0)
-    q = state.critic.apply_fn(state.critic.params, repeated, actions.reshape(b * n, act_dim)).min(axis=0).reshape(b, n)
+    q = q_on_action_sets(state.critic.apply_fn, state.critic.params, batch.observations, actions).min(axis=0)  # [B, m+1]
     baseline = q[:, 1:].mean(axis=1) if config.advantage == "mean" else q[:, 1:].max(axis=1)
     return q[:, 0] - baseline
 
@@ -115,7 +112,7 @@ def critic_loss(config: Config, state: State, params, batch: Batch, key: jax.Arr
     next_q = state.critic.apply_fn(state.target_critic_params, batch.next_observations, next_actions).min(axis=0)
     target = jax.lax.stop_gradient(td_target(batch.rewards, batch.terminals, batch.discounts, next_q))
     q = state.critic.apply_fn(params, batch.observations, batch.actions)
-    loss = ((q - target) ** 2).mean(axis=1).sum()
+    loss = ensemble_td_loss(q, target)
     return loss, {"critic_loss": loss, "q_mean": q.mean()}
 
 
@@ -131,7 +128,7 @@ def actor_loss(config: Config, state: State, params, batch: Batch, key: jax.Arra
     adv = advantage(config, state, batch, key)
     weights = jax.lax.stop_gradient(filter_weights(config, adv))
     mean, log_std = state.actor.apply_fn(params, batch.observations)
-    loss = -(weights * gaussian_log_prob(mean, log_std, batch.actions)).mean()
+    loss = weighted_log_likelihood_loss(weights, mean, log_std, batch.actions)
     return loss, {"actor_loss": loss, "adv_mean": adv.mean(), "adv_weight_mean": weights.mean()}
 
 
@@ -149,10 +146,7 @@ def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[
 
 
 def act(config: Config, state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
-    mean, log_std = state.actor.apply_fn(state.actor.params, observations)
-    if not deterministic:
-        mean = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
-    return jnp.clip(mean, -1.0, 1.0)
+    return gaussian_action(*state.actor.apply_fn(state.actor.params, observations), key, deterministic)
 
 
 def q_value(config: Config, state: State, observations: jax.Array, actions: jax.Array) -> jax.Array:

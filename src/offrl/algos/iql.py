@@ -20,8 +20,8 @@ from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
 from offrl.data.sampling import Batch
-from offrl.losses import advantage_weights, expectile_loss, polyak_update, td_target
-from offrl.nets import Critic, GaussianActor, ValueNet, gaussian_log_prob
+from offrl.losses import advantage_weights, ensemble_td_loss, expectile_loss, polyak_update, td_target, weighted_log_likelihood_loss
+from offrl.nets import Critic, GaussianActor, ValueNet, gaussian_action
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def actor_loss(config: Config, state: State, params, batch: Batch, q: jax.Array,
     v = state.value.apply_fn(state.value.params, batch.observations)
     weights = advantage_weights(q - v, config.beta, config.max_weight)
     mean, log_std = state.actor.apply_fn(params, batch.observations, training=True, rngs={"dropout": key})
-    loss = -(weights * gaussian_log_prob(mean, log_std, batch.actions)).mean()
+    loss = weighted_log_likelihood_loss(weights, mean, log_std, batch.actions)
     return loss, {"actor_loss": loss, "adv_weight_mean": weights.mean(), "adv_mean": (q - v).mean()}
 
 
@@ -110,7 +110,7 @@ def critic_loss(config: Config, state: State, params, batch: Batch) -> tuple[jax
     next_v = state.value.apply_fn(state.value.params, batch.next_observations)
     target = td_target(batch.rewards, batch.terminals, batch.discounts, next_v)
     q = state.critic.apply_fn(params, batch.observations, batch.actions)
-    loss = ((q - target) ** 2).mean(axis=1).sum()
+    loss = ensemble_td_loss(q, target)
     return loss, {"critic_loss": loss, "q_mean": q.mean()}
 
 
@@ -131,10 +131,7 @@ def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[
 
 
 def act(config: Config, state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
-    mean, log_std = state.actor.apply_fn(state.actor.params, observations)
-    if not deterministic:
-        mean = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
-    return jnp.clip(mean, -1.0, 1.0)
+    return gaussian_action(*state.actor.apply_fn(state.actor.params, observations), key, deterministic)
 
 
 def q_value(config: Config, state: State, observations: jax.Array, actions: jax.Array) -> jax.Array:

@@ -21,9 +21,10 @@ from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
 from offrl.data.sampling import Batch
-from offrl.losses import (action_values, advantage_weights, categorical_log_prob, expectile_loss, polyak_update,
-                          td_target)
+from offrl.losses import (action_values, advantage_weights, categorical_log_prob, ensemble_td_loss, expectile_loss,
+                          polyak_update, td_target)
 from offrl.nets import MLP, DiscreteCritic, ValueNet
+from offrl.nets.discrete import greedy_or_sampled
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def critic_loss(config: Config, state: State, params, batch: Batch) -> tuple[jax
     next_v = state.value.apply_fn(state.value.params, batch.next_observations)
     target = td_target(batch.rewards, batch.terminals, batch.discounts, next_v)
     q = action_values(state.critic.apply_fn(params, batch.observations), batch.actions)  # [num_qs, B]
-    loss = ((q - target) ** 2).mean(axis=1).sum()
+    loss = ensemble_td_loss(q, target)
     return loss, {"critic_loss": loss, "q_mean": q.mean()}
 
 
@@ -131,10 +132,7 @@ def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[
 
 def act(config: Config, state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
     """argmax_a pi(a|s) (deterministic) or a ~ pi(.|s); int32 [B]."""
-    logits = state.actor.apply_fn(state.actor.params, observations)
-    if deterministic:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+    return greedy_or_sampled(state.actor.apply_fn(state.actor.params, observations), key, deterministic)
 
 
 def q_value(config: Config, state: State, observations: jax.Array, actions: jax.Array) -> jax.Array:

@@ -25,7 +25,7 @@ from offrl.algos.registry import Algo, DataSpec, register
 from offrl.data import Dataset
 from offrl.data.sampling import Batch
 from offrl.losses import cloning_loss
-from offrl.nets import DeterministicActor, GaussianActor
+from offrl.nets import CLONING_POLICIES, cloning_action, cloning_actor
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def _check(config: Config) -> None:
     if not (isinstance(config.top_fraction, (int, float)) and 0.0 < config.top_fraction <= 1.0):
         raise ValueError(f"percent_bc: top_fraction must be in (0, 1], got {config.top_fraction!r}; "
                          "e.g. --algo.top-fraction 0.1 keeps the best 10% of the data")
-    if config.policy not in ("deterministic", "gaussian"):
+    if config.policy not in CLONING_POLICIES:
         raise ValueError(f"percent_bc: policy must be 'deterministic' or 'gaussian', got {config.policy!r}")
 
 
@@ -84,15 +84,9 @@ def prepare_dataset(config: Config, dataset: Dataset) -> Dataset:
     return dataset.select_episodes(top_episodes(dataset.episode_returns(), dataset.episode_lengths(), config.top_fraction))
 
 
-def _actor(config: Config, action_dim: int):
-    if config.policy == "gaussian":
-        return GaussianActor(config.hidden_dims, action_dim)
-    return DeterministicActor(config.hidden_dims, action_dim)
-
-
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
     _check(config)
-    net = _actor(config, spec.action_dim)
+    net = cloning_actor(config.policy, config.hidden_dims, spec.action_dim)
     params = net.init(key, jnp.zeros((1, spec.obs_dim)))
     actor = TrainState.create(apply_fn=net.apply, params=params, tx=optax.adam(config.actor_lr))
     return State(actor=actor, step=jnp.zeros((), jnp.int32))
@@ -109,13 +103,7 @@ def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[
 
 
 def act(config: Config, state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
-    out = state.actor.apply_fn(state.actor.params, observations)
-    if config.policy == "gaussian":
-        mean, log_std = out
-        if not deterministic:
-            mean = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
-        out = mean
-    return jnp.clip(out, -1.0, 1.0)
+    return cloning_action(state.actor.apply_fn(state.actor.params, observations), config.policy, key, deterministic)
 
 
 register(Algo(

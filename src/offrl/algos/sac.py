@@ -14,11 +14,9 @@ functions train behaviour policies online (:mod:`offrl.online`).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
-import flax.linen as nn
 import flax.struct as struct
 import jax
 import jax.numpy as jnp
@@ -27,8 +25,9 @@ from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
 from offrl.data.sampling import Batch
-from offrl.losses import polyak_update, td_target
-from offrl.nets import Critic, TanhGaussianActor, tanh_gaussian_sample_and_log_prob
+from offrl.losses import ensemble_td_loss, polyak_update, td_target
+from offrl.losses import temperature_loss as sac_temperature_loss
+from offrl.nets import Critic, LogScalar, TanhGaussianActor, tanh_gaussian_action, tanh_gaussian_sample_and_log_prob
 
 
 @dataclass(frozen=True)
@@ -59,17 +58,6 @@ class Config:
     """Transitions per gradient step."""
 
 
-class Temperature(nn.Module):
-    """The entropy temperature, parameterised by its logarithm so it stays positive."""
-
-    initial: float = 1.0
-
-    @nn.compact
-    def __call__(self) -> jax.Array:
-        log_temperature = self.param("log_temperature", lambda _: jnp.full((), math.log(self.initial), jnp.float32))
-        return jnp.exp(log_temperature)
-
-
 @struct.dataclass
 class State:
     actor: TrainState
@@ -83,7 +71,7 @@ def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> St
     k_actor, k_critic = jax.random.split(key)
     obs, acts = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.action_dim))
     actor_net, critic_net = TanhGaussianActor(config.hidden_dims, spec.action_dim), Critic(config.hidden_dims)
-    temp_net = Temperature(config.init_temperature)
+    temp_net = LogScalar(config.init_temperature, "log_temperature")
     actor = TrainState.create(apply_fn=actor_net.apply, params=actor_net.init(k_actor, obs), tx=optax.adam(config.actor_lr))
     critic = TrainState.create(apply_fn=critic_net.apply, params=critic_net.init(k_critic, obs, acts), tx=optax.adam(config.critic_lr))
     temperature = TrainState.create(apply_fn=temp_net.apply, params=temp_net.init(k_actor), tx=optax.adam(config.temperature_lr))
@@ -104,7 +92,7 @@ def critic_loss(config: Config, state: State, params, batch: Batch, key: jax.Arr
         next_q = next_q - state.temperature.apply_fn(state.temperature.params) * next_log_probs
     target = jax.lax.stop_gradient(td_target(batch.rewards, batch.terminals, batch.discounts, next_q))
     q = state.critic.apply_fn(params, batch.observations, batch.actions)
-    loss = ((q - target) ** 2).mean(axis=1).sum()
+    loss = ensemble_td_loss(q, target)
     return loss, {"critic_loss": loss, "q_mean": q.mean()}
 
 
@@ -125,8 +113,7 @@ def temperature_loss(config: Config, state: State, params, batch: Batch, entropy
     it while it is less random. ``entropy`` carries no gradient.
     """
     temperature = state.temperature.apply_fn(params)
-    gap = jax.lax.stop_gradient(entropy) - target_entropy(config, batch.actions.shape[-1])
-    loss = temperature * gap
+    loss = sac_temperature_loss(temperature, entropy, target_entropy(config, batch.actions.shape[-1]))
     return loss, {"temperature_loss": loss, "temperature": temperature}
 
 
@@ -150,10 +137,7 @@ def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[
 
 def act(config: Config, state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
     """Deterministic: tanh(mean); stochastic: a sample of the tanh-squashed Gaussian."""
-    mean, log_std = state.actor.apply_fn(state.actor.params, observations)
-    if deterministic:
-        return jnp.tanh(mean)
-    return tanh_gaussian_sample_and_log_prob(mean, log_std, key)[0]
+    return tanh_gaussian_action(*state.actor.apply_fn(state.actor.params, observations), key, deterministic)
 
 
 def q_value(config: Config, state: State, observations: jax.Array, actions: jax.Array) -> jax.Array:

@@ -17,7 +17,7 @@ from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
 from offrl.data.sampling import Batch
-from offrl.losses import polyak_update, td3bc_actor_loss, td_target
+from offrl.losses import ensemble_td_loss, polyak_update, td3bc_actor_loss, td_target
 from offrl.nets import Critic, DeterministicActor
 
 
@@ -73,7 +73,7 @@ def critic_loss(config: Config, state: State, params, batch: Batch, key: jax.Arr
     next_q = state.critic.apply_fn(state.target_critic_params, batch.next_observations, next_actions).min(axis=0)
     target = jax.lax.stop_gradient(td_target(batch.rewards, batch.terminals, batch.discounts, next_q))
     q = state.critic.apply_fn(params, batch.observations, batch.actions)
-    loss = ((q - target) ** 2).mean(axis=1).sum()
+    loss = ensemble_td_loss(q, target)
     return loss, {"critic_loss": loss, "q_mean": q.mean()}
 
 

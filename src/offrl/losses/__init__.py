@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from offrl.nets import gaussian_log_prob
+
 
 def expectile_loss(diff: jax.Array, expectile: float) -> jax.Array:
     """Asymmetric squared loss L_tau(u) = |tau - 1(u < 0)| u^2, elementwise (IQL eq. 5).
@@ -24,6 +26,27 @@ def expectile_loss(diff: jax.Array, expectile: float) -> jax.Array:
 def td_target(rewards: jax.Array, terminals: jax.Array, discounts: jax.Array, next_values: jax.Array) -> jax.Array:
     """y = r + discount * (1 - terminal) * V(s'), with ``discounts`` the per-sample bootstrap factor."""
     return rewards + discounts * (1.0 - terminals) * next_values
+
+
+def ensemble_td_loss(q_values: jax.Array, targets: jax.Array) -> jax.Array:
+    """sum_i E_B[(Q_i(s, a) - y)^2]: each member of a critic ensemble (axis 0 of ``q_values``, [K, B])
+    regressed on the same target ``targets`` [B]."""
+    return ((q_values - targets) ** 2).mean(axis=1).sum()
+
+
+def weighted_log_likelihood_loss(weights: jax.Array, mean: jax.Array, log_std: jax.Array, actions: jax.Array) -> jax.Array:
+    """-E_B[w log N(a; mean, exp(log_std)^2)]: the weighted maximum likelihood of the advantage-weighted
+    family (AWR, AWAC, CRR, IQL's extraction), with ``weights`` [B] held constant by the caller."""
+    return -(weights * gaussian_log_prob(mean, log_std, actions)).mean()
+
+
+def temperature_loss(temperature: jax.Array, entropy: jax.Array, target_entropy: float) -> jax.Array:
+    """temperature * (entropy - target_entropy), SAC's temperature objective (Haarnoja et al. 2018, eq. 18).
+
+    ``entropy`` is -mean log pi of fresh policy samples and carries no gradient: the gradient lowers the
+    temperature while the policy is more random than the target and raises it while it is less random.
+    """
+    return temperature * (jax.lax.stop_gradient(entropy) - target_entropy)
 
 
 def advantage_weights(advantages: jax.Array, beta: float, max_weight: float = 100.0) -> jax.Array:
@@ -78,5 +101,6 @@ from offrl.losses.conservative import calibrated_q, cql_logsumexp, uniform_log_d
 
 # Discrete-action pieces (action-indexed Q-values, CQL(H) penalty, double-Q targets, TD losses).
 from offrl.losses.discrete import (  # noqa: E402,F401
-    action_values, categorical_log_prob, discrete_cql_penalty, double_q_next_values, td_regression_loss,
+    action_values, categorical_log_prob, discrete_cql_penalty, double_q_next_values, periodic_target_update,
+    td_regression_loss,
 )

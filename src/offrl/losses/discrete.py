@@ -11,8 +11,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from offrl.losses import polyak_update
+
 __all__ = ["action_values", "categorical_log_prob", "discrete_cql_penalty", "double_q_next_values",
-           "td_regression_loss", "TD_LOSSES"]
+           "periodic_target_update", "td_regression_loss", "TD_LOSSES"]
 
 #: Valid values of ``td_loss`` (the ``kind`` of :func:`td_regression_loss`).
 TD_LOSSES = ("huber", "mse")
@@ -73,3 +75,14 @@ def td_regression_loss(predictions: jax.Array, targets: jax.Array, kind: str = "
     if kind == "mse":
         return 0.5 * (predictions - targets) ** 2
     raise ValueError(f"td_loss must be one of {', '.join(TD_LOSSES)}; got {kind!r}")
+
+
+def periodic_target_update(params, target_params, tau: float, step: jax.Array, period: int):
+    """theta' <- tau theta + (1 - tau) theta' on every ``period``-th update (``step`` counts from 1), else theta'.
+
+    ``period`` 1 is Polyak averaging every update; ``tau`` 1 with a long period is the DQN target
+    network, copied every ``period`` updates (Mnih et al. 2015).
+    """
+    moved = polyak_update(params, target_params, tau)
+    due = step % period == 0
+    return jax.tree.map(lambda new, old: jnp.where(due, new, old), moved, target_params)

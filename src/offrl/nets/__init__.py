@@ -6,6 +6,7 @@ Actions live in the unit box [-1, 1]; the data transforms map them to and from e
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import flax.linen as nn
@@ -112,6 +113,38 @@ def gaussian_log_prob(mean: jax.Array, log_std: jax.Array, actions: jax.Array) -
     return jnp.sum(-0.5 * z**2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi), axis=-1)
 
 
+def gaussian_action(mean: jax.Array, log_std: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+    """The action of a :class:`GaussianActor`: its mean (``deterministic``) or a sample, clipped to the unit box."""
+    if not deterministic:
+        mean = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    return jnp.clip(mean, -1.0, 1.0)
+
+
+CLONING_POLICIES = ("deterministic", "gaussian")
+"""Policy classes of behaviour cloning (``bc``, ``percent_bc``): :class:`DeterministicActor` fitted by
+squared error, or :class:`GaussianActor` fitted by log-likelihood."""
+
+
+def cloning_actor(policy: str, hidden_dims: Sequence[int], action_dim: int) -> nn.Module:
+    """The policy network of behaviour cloning for ``policy`` in :data:`CLONING_POLICIES`."""
+    if policy == "gaussian":
+        return GaussianActor(hidden_dims, action_dim)
+    return DeterministicActor(hidden_dims, action_dim)
+
+
+def cloning_action(outputs, policy: str, key: jax.Array, deterministic: bool) -> jax.Array:
+    """The action of a :func:`cloning_actor` from its outputs: :func:`gaussian_action`, or the clipped deterministic output."""
+    if policy == "gaussian":
+        return gaussian_action(*outputs, key, deterministic)
+    return jnp.clip(outputs, -1.0, 1.0)
+
+
+def gaussian_samples(mean: jax.Array, log_std: jax.Array, key: jax.Array, num: int) -> jax.Array:
+    """``num`` samples a ~ N(mean, exp(log_std)^2) per state, clipped to the unit box: shape [B, num, act_dim]."""
+    eps = jax.random.normal(key, (mean.shape[0], num, mean.shape[-1]))
+    return jnp.clip(mean[:, None] + jnp.exp(log_std)[:, None] * eps, -1.0, 1.0)
+
+
 class Critic(nn.Module):
     """An ensemble of ``num_qs`` Q functions Q_i(s, a), run as one vmapped module.
 
@@ -137,6 +170,16 @@ class Critic(nn.Module):
         return ensemble(self.hidden_dims, 1, layer_norm=self.layer_norm, initializer=self.initializer)(x)[..., 0]
 
 
+def q_on_action_sets(apply_fn: Callable, params, observations: jax.Array, actions: jax.Array) -> jax.Array:
+    """Q_k(s_b, a_bj) of a :class:`Critic` for n actions per state (actions [B, n, act_dim]): shape (K, B, n).
+
+    One critic call on the B * n flattened pairs; row b * n + j of the flat batch is state b's j-th action.
+    """
+    b, n, action_dim = actions.shape
+    q = apply_fn(params, jnp.repeat(observations, n, axis=0), actions.reshape(b * n, action_dim))
+    return q.reshape(q.shape[0], b, n)
+
+
 class ValueNet(nn.Module):
     """V(s): a state-value MLP with a scalar output."""
 
@@ -147,6 +190,20 @@ class ValueNet(nn.Module):
     @nn.compact
     def __call__(self, observations: jax.Array) -> jax.Array:
         return MLP(self.hidden_dims, 1, layer_norm=self.layer_norm, initializer=self.initializer)(observations)[..., 0]
+
+
+class LogScalar(nn.Module):
+    """A positive scalar exp(v), trained through its logarithm v (an entropy temperature, a Lagrange multiplier).
+
+    ``param_name`` names the one parameter in the checkpoint (``log_temperature``, ``log_alpha``, ...).
+    """
+
+    initial: float = 1.0
+    param_name: str = "log_value"
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        return jnp.exp(self.param(self.param_name, lambda _: jnp.full((), math.log(self.initial), jnp.float32)))
 
 
 class TanhGaussianActor(nn.Module):
@@ -184,6 +241,13 @@ def tanh_gaussian_sample_and_log_prob(mean: jax.Array, log_std: jax.Array, key: 
     """
     u, log_probs = tanh_gaussian_presquash_sample(mean, log_std, key)
     return jnp.tanh(u), log_probs
+
+
+def tanh_gaussian_action(mean: jax.Array, log_std: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+    """The action of a :class:`TanhGaussianActor`: tanh(mean) (``deterministic``) or a sample of the squashed Gaussian."""
+    if deterministic:
+        return jnp.tanh(mean)
+    return tanh_gaussian_sample_and_log_prob(mean, log_std, key)[0]
 
 
 def tanh_gaussian_presquash_sample(mean: jax.Array, log_std: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -10,10 +10,11 @@ from typing import Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from offrl.nets import MLP
 
-__all__ = ["DiscreteCritic"]
+__all__ = ["DiscreteCritic", "greedy_or_sampled"]
 
 
 class DiscreteCritic(nn.Module):
@@ -38,3 +39,11 @@ class DiscreteCritic(nn.Module):
             axis_size=self.num_qs,
         )
         return ensemble(self.hidden_dims, self.num_actions, layer_norm=self.layer_norm)(observations)
+
+
+def greedy_or_sampled(logits: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+    """argmax_a logits[a] (``deterministic``) or a ~ softmax(logits): the action of a discrete policy
+    or of a Q-network (softmax of Q: CQL(H)'s mu); int32 [B]."""
+    if deterministic:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
