@@ -236,6 +236,15 @@ def evaluate(algo, env, episodes: int) -> tuple[list[float], list[int], float | 
     return returns, lengths, (float(np.mean(successes)) if reports else None)
 
 
+def progress(seed: int, steps: int, start: float):
+    """An epoch callback for ``fit``: one line per epoch with the updates done, their rate and the ETA."""
+    def callback(algo, epoch: int, total_step: int) -> None:
+        rate = total_step / max(time.perf_counter() - start, 1e-9)
+        print(f"seed {seed}: {total_step}/{steps} updates, {rate:.1f} updates/s, "
+              f"ETA {(steps - total_step) / rate:.0f}s", flush=True)
+    return callback
+
+
 def config_record(algo) -> dict:
     """The algorithm's full d3rlpy config (after fit: fitted scalers included)."""
     try:
@@ -291,7 +300,8 @@ def run(job: dict, threads: int) -> dict:
         t1 = time.perf_counter()
         algo.fit(dataset, n_steps=steps, n_steps_per_epoch=per_epoch,
                  experiment_name=f"{job['algo']}_seed{seed}", with_timestamp=False,
-                 logger_adapter=NoopAdapterFactory(), show_progress=False, save_interval=10**9)
+                 logger_adapter=NoopAdapterFactory(), show_progress=False, save_interval=10**9,
+                 epoch_callback=progress(seed, steps, t1))
         t2 = time.perf_counter()
         if algo.grad_step != steps:
             fail(f"d3rlpy ran {algo.grad_step} updates, expected {steps}")
