@@ -20,7 +20,8 @@ p = argparse.ArgumentParser(); p.add_argument("--job"); p.add_argument("--out");
 job = json.load(open(a.job))
 assert open(job["dataset_file"], "rb").read(8) == b"\\x89HDF\\r\\n\\x1a\\n"  # the same cached file as ours
 json.dump({"per_seed": [10.0 * (s + 1) for s in job["seeds"]], "library_version": "0.0-fake",
-           "echo": [job["algo"], job["steps"], job["episodes"], job["env_id"], job["threads"]]}, open(a.out, "w"))
+           "echo": [job["algo"], job["steps"], job["episodes"], job["env_id"], job["threads"]],
+           "overrides": job.get("overrides")}, open(a.out, "w"))
 '''
 
 
@@ -226,3 +227,32 @@ def test_merge_adds_the_rows_this_store_lacks_once(tmp_path, capsys):
     assert "line 1: not JSON" in capsys.readouterr().err
     assert main(["bench", "locomotion-cpu", "--results", str(results), "--merge", str(tmp_path / "nope.jsonl")]) == 2
     assert len(read_rows(store)) == 3  # nothing added by the bad files
+
+
+def test_peer_set_reaches_the_peer_and_is_part_of_its_rows_identity(tmp_path, offrl_home, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "benchmarks" / "peers").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "peers" / "fake.py").write_text(FAKE_PEER)
+    results = tmp_path / "res"
+    argv = ["bench", "locomotion-cpu", "--algos", "bc", "--datasets", "pendulum-random", "--steps", "100", "--seeds", "1",
+            "--episodes", "1", "--no-progress", "--results", str(results), "--peer", "fake", "--peer-python", sys.executable]
+    assert main(argv) == 0
+    assert main(argv + ["--peer-set", "n_action_samples=10", "kernel=gaussian"]) == 0  # another peer config: a new row
+    rows = read_rows(results / "locomotion-cpu")
+    peers = [r for r in rows if r["library"] == "fake"]
+    assert len(rows) == 3 and len(peers) == 2  # ours ran once: --peer-set does not change our row
+    assert "peer_overrides" not in peers[0]
+    assert peers[1]["peer_overrides"] == {"n_action_samples": 10, "kernel": "gaussian"}  # JSON values, else strings
+    sent = json.loads((tmp_path / peers[1]["run_dir"] / "result.json").read_text())["overrides"]
+    assert sent == {"n_action_samples": 10, "kernel": "gaussian"}  # the job told the peer
+    assert peers[0]["run_dir"] != peers[1]["run_dir"]
+    table = (results / "locomotion-cpu" / "table.md").read_text()
+    assert "(1×100, kernel=gaussian, n_action_samples=10)" in table
+    capsys.readouterr()
+    assert main(argv + ["--peer-set", "n_action_samples=10", "kernel=gaussian"]) == 0  # the same again: reused
+    assert "stored row reused" in capsys.readouterr().err
+    assert len(read_rows(results / "locomotion-cpu")) == 3
+    assert main(argv[:-4] + ["--peer-set", "n_action_samples=10"]) == 2  # no --peer: nothing to change
+    assert "--peer-set changes a peer's config: name the peer with --peer NAME" in capsys.readouterr().err
+    assert main(argv + ["--peer-set", "n_action_samples"]) == 2
+    assert "expected FIELD=VALUE" in capsys.readouterr().err

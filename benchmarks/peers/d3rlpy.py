@@ -21,6 +21,9 @@ next row, the last step of a timed-out episode is not sampled).
 Configs: each algorithm's settings from d3rlpy's own reproduction script
 (``reproductions/offline/ALGO.py`` in takuseno/d3rlpy), everything else at the ``*Config``
 defaults of 2.8.1 (default encoders: 256x256 ReLU MLPs). See ``CONFIGS`` for each one's source.
+The job's optional ``overrides`` (``offrl bench --peer-set FIELD=VALUE``) replace fields of that
+config by name (an unknown field is an error); the result's config records them. ``fit`` prints a
+line per epoch (updates done, updates/s, ETA).
 Where the env's action bounds are not [-1, 1] (e.g. Pendulum, [-2, 2]) a ``MinMaxActionScaler``
 with the env bounds is added, matching offrl's rescaling of actions to [-1, 1]; D4RL locomotion
 actions are already in [-1, 1], so the reproduction settings apply unchanged there.
@@ -42,6 +45,7 @@ sys.path.append(str(_HERE.parent))
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
@@ -236,6 +240,15 @@ def evaluate(algo, env, episodes: int) -> tuple[list[float], list[int], float | 
     return returns, lengths, (float(np.mean(successes)) if reports else None)
 
 
+def with_overrides(config, overrides: dict):
+    """The config with the job's ``overrides`` (``offrl bench --peer-set``) applied; unknown fields fail."""
+    names = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        fail(f"--peer-set: {type(config).__name__} has no field {', '.join(unknown)}; its fields: {', '.join(sorted(names))}")
+    return dataclasses.replace(config, **overrides)
+
+
 def progress(seed: int, steps: int, start: float):
     """An epoch callback for ``fit``: one line per epoch with the updates done, their rate and the ETA."""
     def callback(algo, epoch: int, total_step: int) -> None:
@@ -290,7 +303,7 @@ def run(job: dict, threads: int) -> dict:
     ref_min, ref_max = float(job["ref_min_score"]), float(job["ref_max_score"])
     for seed in job["seeds"]:
         d3rlpy.seed(int(seed))
-        algo = builder(d3rlpy, ctx).create(device=device)
+        algo = with_overrides(builder(d3rlpy, ctx), job.get("overrides") or {}).create(device=device)
         scaler = algo.config.reward_scaler
         if isinstance(scaler, d3rlpy.preprocessing.ReturnBasedRewardScaler):
             scaler.fit_with_transition_picker(dataset.episodes, dataset.transition_picker)
@@ -328,6 +341,7 @@ def run(job: dict, threads: int) -> dict:
             "algo": job["algo"],
             "d3rlpy_class": type(algo.config).__name__,
             "source": source,
+            "overrides": job.get("overrides") or {},
             "action_scaler": "none (env actions in [-1, 1])" if unit else
                              f"MinMaxActionScaler from env bounds {low.tolist()}..{high.tolist()}",
             "n_steps": steps,

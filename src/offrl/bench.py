@@ -36,7 +36,9 @@ benchmarks/peers/NAME.py --job JOB.json --out RESULT.json`` (PYTHON: ``--peer-py
 ``.venv-NAME/bin/python``), a script kept outside the package with its own environment. The job
 holds the dataset file, env id, algorithm name, steps, seeds, episodes and reference scores; the
 result holds ``per_seed`` normalised scores (and optionally ``success_rate``, ``library_version``).
-The peer's row is stored once like any other, so later comparisons reuse it.
+The peer's row is stored once like any other, so later comparisons reuse it. ``--peer-set
+FIELD=VALUE`` changes fields of the peer's own config (the job's ``overrides``, values as JSON, else
+strings); the row stores them as ``peer_overrides``, part of its identity and its table label.
 """
 
 from __future__ import annotations
@@ -108,6 +110,9 @@ class BenchArgs:
     """Seeds of the peer's rows (peers train one seed per process; usually slower)."""
     peer_threads: int = 1
     """CPU threads of the peer (torch): give it the cores ours uses, e.g. 2 beside ``JAX_NUM_CPU_DEVICES=2``."""
+    peer_set: tuple[str, ...] = ()
+    """Fields of the peer's config to change, in the peer's own names (values as JSON, else strings), e.g.
+    ``--peer-set n_action_samples=10``; part of the peer row's identity (its stored ``peer_overrides``)."""
     first_seed: int = 0
     """Seed of the first agent (ours and the peer's): rows of seeds ``first_seed ..`` extend a stored row of
     seeds ``0 .. first_seed-1`` with the same budget and config; the table pools them into one cell."""
@@ -146,7 +151,24 @@ def config_id(config: dict | None) -> str | None:
 
 def budget_key(row: dict) -> tuple:
     return (row["dataset"], row["algo"], row["library"], row["seeds"], row["steps"], row["episodes"],
-            row.get("first_seed", 0), config_id(row.get("config")))
+            row.get("first_seed", 0), config_id(row.get("config")), config_id(row.get("peer_overrides")))
+
+
+def peer_overrides(items: tuple[str, ...]) -> dict | None:
+    """``--peer-set FIELD=VALUE`` items as ``{field: value}`` (a value that parses as JSON is that value,
+    otherwise the string); None when there are none. The peer runner checks the field names."""
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--peer-set {item!r}: expected FIELD=VALUE, e.g. --peer-set n_action_samples=10")
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name] = value
+    return out
 
 
 def algo_config(algo_name: str, overrides: tuple[str, ...] = ()):
@@ -194,7 +216,7 @@ def pool_seed_extensions(rows: list[dict]) -> list[dict]:
         sha_a, sha_b = a.get("dataset_sha256"), b.get("dataset_sha256")
         same_data = sha_a is None or sha_b is None or sha_a == sha_b  # rows from before checksums were stored: unknown
         return (all(a[k] == b[k] for k in ("dataset", "algo", "library", "steps", "episodes"))
-                and a.get("config") == b.get("config") and same_data)
+                and a.get("config") == b.get("config") and a.get("peer_overrides") == b.get("peer_overrides") and same_data)
 
     pooled: list[dict] = []
     for row in sorted(rows, key=lambda r: r.get("first_seed", 0)):
@@ -310,7 +332,7 @@ def run_ours(algo_name: str, dataset: str, seeds: int, steps: int, episodes: int
 
 
 def run_peer(peer: str, python: str, algo_name: str, dataset: str, seeds: int, steps: int, episodes: int, work: Path,
-             first_seed: int = 0, threads: int = 1) -> dict:
+             first_seed: int = 0, threads: int = 1, overrides: dict | None = None) -> dict:
     from offrl.data import dataset_path, load_dataset
 
     ds = load_dataset(dataset)  # makes and caches the file on first use: the peer reads the same bytes
@@ -324,6 +346,8 @@ def run_peer(peer: str, python: str, algo_name: str, dataset: str, seeds: int, s
     job = {"algo": algo_name, "dataset": dataset, "dataset_file": str(dataset_path(dataset)), "env_id": ds.info.env_id,
            "env_kwargs": ds.info.env_kwargs, "steps": steps, "seeds": list(range(first_seed, first_seed + seeds)), "episodes": episodes,
            "ref_min_score": ds.info.ref_min_score, "ref_max_score": ds.info.ref_max_score, "threads": threads}
+    if overrides:
+        job["overrides"] = overrides
     (work / "job.json").write_text(json.dumps(job, indent=2))
     t0 = time.perf_counter()
     subprocess.run([python, str(script), "--job", str(work / "job.json"), "--out", str(work / "result.json")], check=True)
@@ -331,7 +355,8 @@ def run_peer(peer: str, python: str, algo_name: str, dataset: str, seeds: int, s
     return {"per_seed": [float(s) for s in result["per_seed"]], "success_rate": result.get("success_rate"),
             "seconds": round(time.perf_counter() - t0, 1), "run_dir": str(work), "library_version": result.get("library_version"),
             # what the seconds were measured on (the peer runner reads OFFRL_PEER_DEVICE, default cpu:0)
-            "device": f"{os.environ.get('OFFRL_PEER_DEVICE', 'cpu:0')}, {threads} torch thread{'s' if threads > 1 else ''}"}
+            "device": f"{os.environ.get('OFFRL_PEER_DEVICE', 'cpu:0')}, {threads} torch thread{'s' if threads > 1 else ''}",
+            **({"peer_overrides": overrides} if overrides else {})}
 
 
 def _defaults(algo_name: str) -> dict | None:
@@ -348,6 +373,8 @@ def _headline(found: list[dict]) -> dict | None:
     (then rows of unrecorded config, then other configs), then most seeds, then most updates."""
 
     def rank(r):
+        if r.get("peer_overrides"):
+            return 0
         if r.get("config") is None:
             return 1
         return 2 if r["config"] == _defaults(r["algo"]) else 0
@@ -403,7 +430,8 @@ def write_table(folder: Path, suite_name: str) -> Path:
                                      + (f", {_seed_range(r['first_seed'], r['seeds'])}" if r.get("first_seed") and not r.get("pooled") else "")
                                      + (f", success {r['success_rate']:.2f}" if r.get("success_rate") is not None else "")
                                      + (", pooled" if r.get("pooled") else "")
-                                     + (f", {diff}" if (diff := _config_diff(r, _defaults(r["algo"]))) else "") + ")"
+                                     + (f", {diff}" if (diff := _config_diff(r, _defaults(r["algo"]))) else "")
+                                     + "".join(f", {k}={v}" for k, v in sorted((r.get("peer_overrides") or {}).items())) + ")"
                                      for r in found) or "–")
         lines.append(f"| {d} | " + " | ".join(cells) + " |")
     if len(datasets) > 1:
@@ -463,6 +491,9 @@ def bench(args: BenchArgs, argv: list[str]) -> Path:
         raise ValueError(f"unknown datasets {missing}; see `offrl data list` (locomotion names need the zoo's policies)")
     algos = [a.strip() for a in args.algos.split(",") if a.strip()] if args.algos else list(suite.algos)
     configs = {a: algo_config(a, args.set) for a in algos}  # unknown names and bad --set fail here, before any training
+    overrides = peer_overrides(args.peer_set)
+    if overrides and not args.peer:
+        raise ValueError("--peer-set changes a peer's config: name the peer with --peer NAME")
     seeds, steps = args.seeds or suite.seeds, args.steps or suite.steps
     episodes = args.episodes or suite.episodes
     folder = Path(args.results) / args.suite
@@ -476,19 +507,20 @@ def bench(args: BenchArgs, argv: list[str]) -> Path:
         jobs += [(d, a, args.peer, args.peer_seeds) for d in datasets for a in algos]
     for dataset, algo, library, n_seeds in jobs:
         ours = library == "offrl"
-        key = (dataset, algo, library, n_seeds, steps, episodes, first, config_id(config_json(configs[algo])) if ours else None)
+        key = (dataset, algo, library, n_seeds, steps, episodes, first, config_id(config_json(configs[algo])) if ours else None,
+               None if ours else config_id(overrides))
         if key in stored and not args.rerun:
             print(f"{dataset} {algo} ({library}): stored row reused (--rerun to run it again)", file=sys.stderr)
             continue
         stem = f"{algo}-{dataset}-{library}-s{n_seeds}x{steps}" + (f"-from{first}" if first else "")
-        if ours:  # runs of different configs keep their own folders
-            stem += "-c" + hashlib.sha1(key[-1].encode()).hexdigest()[:8]
+        if ours or overrides:  # runs of different configs keep their own folders
+            stem += "-c" + hashlib.sha1((key[-2] if ours else key[-1]).encode()).hexdigest()[:8]
         if ours:
             out = run_ours(algo, dataset, n_seeds, steps, episodes, folder / "runs" / stem, args.progress, first, configs[algo])
         else:
             python = args.peer_python or f".venv-{library}/bin/python"
             out = run_peer(library, python, algo, dataset, n_seeds, steps, episodes, folder / "runs" / stem, first,
-                           args.peer_threads)
+                           args.peer_threads, overrides)
         mean, std = summarise(out["per_seed"])
         out["dataset_sha256"] = dataset_checksum(dataset)  # which bytes both libraries trained on
         row = {"suite": args.suite, "dataset": dataset, "algo": algo, "library": library, "seeds": n_seeds, "steps": steps,
