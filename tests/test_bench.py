@@ -256,3 +256,23 @@ def test_peer_set_reaches_the_peer_and_is_part_of_its_rows_identity(tmp_path, of
     assert "--peer-set changes a peer's config: name the peer with --peer NAME" in capsys.readouterr().err
     assert main(argv + ["--peer-set", "n_action_samples"]) == 2
     assert "expected FIELD=VALUE" in capsys.readouterr().err
+
+
+def test_peer_only_runs_the_peers_rows_and_not_ours(tmp_path, offrl_home, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "benchmarks" / "peers").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "peers" / "fake.py").write_text(FAKE_PEER)
+    results = tmp_path / "res"
+    argv = ["bench", "locomotion-cpu", "--algos", "bc", "--datasets", "pendulum-random", "--steps", "100", "--seeds", "1",
+            "--episodes", "1", "--no-progress", "--results", str(results)]
+    assert main(argv + ["--peer-only"]) == 2  # nothing to run
+    assert "--peer-only runs only a peer's rows: name the peer with --peer NAME" in capsys.readouterr().err
+    peer = ["--peer", "fake", "--peer-python", sys.executable, "--peer-only"]
+    assert main(argv + peer) == 0
+    assert [(r["algo"], r["library"]) for r in read_rows(results / "locomotion-cpu")] == [("bc", "fake")]
+    assert main(argv) == 0  # ours later, in the same store: the peer row stays, ours is added
+    assert sorted(r["library"] for r in read_rows(results / "locomotion-cpu")) == ["fake", "offrl"]
+    capsys.readouterr()
+    assert main(argv + peer) == 0  # the peer's row is stored: reused, and ours is not trained again
+    assert "stored row reused" in capsys.readouterr().err
+    assert len(read_rows(results / "locomotion-cpu")) == 2

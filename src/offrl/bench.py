@@ -110,6 +110,9 @@ class BenchArgs:
     """Seeds of the peer's rows (peers train one seed per process; usually slower)."""
     peer_threads: int = 1
     """CPU threads of the peer (torch): give it the cores ours uses, e.g. 2 beside ``JAX_NUM_CPU_DEVICES=2``."""
+    peer_only: bool = False
+    """Run only the peer's rows (``--peer`` needed), e.g. a peer row in a second process while ours trains in
+    another, or beside a row of ours that is already stored; our rows are neither trained nor reused."""
     peer_set: tuple[str, ...] = ()
     """Fields of the peer's config to change, in the peer's own names (values as JSON, else strings), e.g.
     ``--peer-set n_action_samples=10``; part of the peer row's identity (its stored ``peer_overrides``)."""
@@ -494,6 +497,8 @@ def bench(args: BenchArgs, argv: list[str]) -> Path:
     overrides = peer_overrides(args.peer_set)
     if overrides and not args.peer:
         raise ValueError("--peer-set changes a peer's config: name the peer with --peer NAME")
+    if args.peer_only and not args.peer:
+        raise ValueError("--peer-only runs only a peer's rows: name the peer with --peer NAME")
     seeds, steps = args.seeds or suite.seeds, args.steps or suite.steps
     episodes = args.episodes or suite.episodes
     folder = Path(args.results) / args.suite
@@ -502,7 +507,7 @@ def bench(args: BenchArgs, argv: list[str]) -> Path:
     if args.first_seed < 0:
         raise ValueError(f"--first-seed must be >= 0, got {args.first_seed}")
     first = args.first_seed
-    jobs = [(d, a, "offrl", seeds) for d in datasets for a in algos]
+    jobs = [] if args.peer_only else [(d, a, "offrl", seeds) for d in datasets for a in algos]
     if args.peer:
         jobs += [(d, a, args.peer, args.peer_seeds) for d in datasets for a in algos]
     for dataset, algo, library, n_seeds in jobs:
