@@ -209,3 +209,30 @@ def test_seeds_share_one_compiled_init_and_train_chunk(tmp_path):
     config, spec = small_config(algo), DataSpec.from_dataset(dataset)
     assert _compiled_init(algo, config, spec, 40)._cache_size() == 1
     assert _make_train_chunk(algo, config, 20, 1, "single")._cache_size() == 1
+
+
+@pytest.mark.xdist_group("iql")
+def test_evaluation_policy_compiles_once_per_config_and_uses_each_fits_transforms(tmp_path):
+    """make_policy / make_start_values reuse one compiled program per (algorithm, config), across fits
+    with different observation statistics, and each applies its own fit's normalisation."""
+    import dataclasses
+
+    from offrl.train import _batched_act, _batched_start_values, make_policy, make_start_values
+
+    dataset, algo = make_dataset(), offrl.algos.get_algo("iql")
+    result = _train("iql", dataset, tmp_path, "run", steps=20)
+    config = small_config(algo)
+    base = dataclasses.replace(result.transforms, normalize_observations=True)
+    shifted = dataclasses.replace(base, obs_mean=base.obs_mean + 0.5)
+    obs = np.asarray(dataset.observations[:4])[None]
+    state = jax.tree.map(lambda x: x[0], result.states)
+    for transforms in (base, shifted, base):
+        o = transforms.normalize_obs(obs[0])
+        direct = algo.act(config, state, o, jax.random.PRNGKey(0), True)
+        np.testing.assert_allclose(make_policy(algo, config, transforms)(result.states, obs)[0],
+                                   transforms.action_from_unit(np.asarray(direct)), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(make_start_values(algo, config, transforms)(result.states, obs)[0],
+                                   np.asarray(algo.q_value(config, state, o, direct)), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(make_policy(algo, config, shifted)(result.states, obs),
+                           make_policy(algo, config, base)(result.states, obs))
+    assert _batched_act(algo, config)._cache_size() == 1 and _batched_start_values(algo, config)._cache_size() == 1

@@ -193,19 +193,30 @@ def device_data(algo: Algo, config: Any, dataset: Dataset, transforms: Transform
     return to_device(arrays, dataset, extras)
 
 
+@functools.lru_cache(maxsize=64)  # one compile per (algorithm, config), however many fits or evaluations use it
+def _batched_act(algo: Algo, config: Any):
+    """Jitted deterministic actions of every seed: (states, normalised obs [seeds, envs, obs_dim]) -> unit actions."""
+    return jax.jit(lambda states, obs: jax.vmap(lambda s, o: algo.act(config, s, o, jax.random.PRNGKey(0), True))(states, obs))
+
+
+@functools.lru_cache(maxsize=64)
+def _batched_start_values(algo: Algo, config: Any):
+    """Jitted Q(s, pi(s)) of every seed's critic at normalised observations [seeds, envs, obs_dim]."""
+
+    def one(state, o):
+        return algo.q_value(config, state, o, algo.act(config, state, o, jax.random.PRNGKey(0), True))
+
+    return jax.jit(lambda states, obs: jax.vmap(one)(states, obs))
+
+
+def _normalised(transforms: Transforms, observations) -> jax.Array:
+    return jnp.asarray(transforms.normalize_obs(np.asarray(observations, np.float32)), jnp.float32)
+
+
 def make_policy(algo: Algo, config: Any, transforms: Transforms):
     """Batched deterministic policy for evaluation: obs (seeds, envs, obs_dim) in env units -> actions in env units."""
-
-    @jax.jit
-    def _act(states, obs):
-        obs = transforms.normalize_obs(obs)
-        return jax.vmap(lambda s, o: algo.act(config, s, o, jax.random.PRNGKey(0), True))(states, obs)
-
-    def policy(states, observations: np.ndarray) -> np.ndarray:
-        unit = np.asarray(_act(states, jnp.asarray(observations, jnp.float32)))
-        return transforms.action_from_unit(unit)
-
-    return policy
+    act = _batched_act(algo, config)
+    return lambda states, observations: transforms.action_from_unit(np.asarray(act(states, _normalised(transforms, observations))))
 
 
 def make_start_values(algo: Algo, config: Any, transforms: Transforms):
@@ -216,18 +227,8 @@ def make_start_values(algo: Algo, config: Any, transforms: Transforms):
     """
     if algo.q_value is None:
         return None
-
-    @jax.jit
-    def _values(states, obs):
-        obs = transforms.normalize_obs(obs)
-
-        def one(state, o):
-            actions = algo.act(config, state, o, jax.random.PRNGKey(0), True)
-            return algo.q_value(config, state, o, actions)
-
-        return jax.vmap(one)(states, obs)
-
-    return lambda states, observations: np.asarray(_values(states, jnp.asarray(observations, jnp.float32)), np.float64)
+    values = _batched_start_values(algo, config)
+    return lambda states, observations: np.asarray(values(states, _normalised(transforms, observations)), np.float64)
 
 
 # ----------------------------------------------------------------------------- the loop
