@@ -25,11 +25,16 @@ json.dump({"per_seed": [10.0 * (s + 1) for s in job["seeds"]], "library_version"
 '''
 
 
-def test_bench_rows_tables_reuse_and_peer(tmp_path, offrl_home, monkeypatch, capsys):
+def _fake_peer_project(tmp_path, monkeypatch):
+    """A project folder (the working directory) with peer ``fake`` in benchmarks/peers; returns the results folder."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "benchmarks" / "peers").mkdir(parents=True)
     (tmp_path / "benchmarks" / "peers" / "fake.py").write_text(FAKE_PEER)
-    results = tmp_path / "res"
+    return tmp_path / "res"
+
+
+def test_bench_rows_tables_reuse_and_peer(tmp_path, offrl_home, monkeypatch, capsys):
+    results = _fake_peer_project(tmp_path, monkeypatch)
     argv = ["bench", "locomotion-cpu", "--algos", "bc", *TINY, "--results", str(results),
             "--peer", "fake", "--peer-python", sys.executable, "--peer-seeds", "2"]
     assert main(argv) == 0
@@ -83,10 +88,7 @@ def test_bench_rejects_unknown_names(tmp_path, offrl_home, capsys):
 
 
 def test_first_seed_rows_extend_a_stored_row_and_the_table_pools_them(tmp_path, offrl_home, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "benchmarks" / "peers").mkdir(parents=True)
-    (tmp_path / "benchmarks" / "peers" / "fake.py").write_text(FAKE_PEER)
-    results = tmp_path / "res"
+    results = _fake_peer_project(tmp_path, monkeypatch)
     common = ["bench", "locomotion-cpu", "--algos", "bc", "--datasets", "pendulum-random", "--steps", "200",
               "--episodes", "2", "--no-progress", "--results", str(results), "--peer", "fake", "--peer-python", sys.executable]
     assert main(common + ["--seeds", "2", "--peer-seeds", "2"]) == 0
@@ -230,10 +232,7 @@ def test_merge_adds_the_rows_this_store_lacks_once(tmp_path, capsys):
 
 
 def test_peer_set_reaches_the_peer_and_is_part_of_its_rows_identity(tmp_path, offrl_home, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "benchmarks" / "peers").mkdir(parents=True)
-    (tmp_path / "benchmarks" / "peers" / "fake.py").write_text(FAKE_PEER)
-    results = tmp_path / "res"
+    results = _fake_peer_project(tmp_path, monkeypatch)
     argv = ["bench", "locomotion-cpu", "--algos", "bc", "--datasets", "pendulum-random", "--steps", "100", "--seeds", "1",
             "--episodes", "1", "--no-progress", "--results", str(results), "--peer", "fake", "--peer-python", sys.executable]
     assert main(argv) == 0
@@ -259,10 +258,7 @@ def test_peer_set_reaches_the_peer_and_is_part_of_its_rows_identity(tmp_path, of
 
 
 def test_peer_only_runs_the_peers_rows_and_not_ours(tmp_path, offrl_home, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "benchmarks" / "peers").mkdir(parents=True)
-    (tmp_path / "benchmarks" / "peers" / "fake.py").write_text(FAKE_PEER)
-    results = tmp_path / "res"
+    results = _fake_peer_project(tmp_path, monkeypatch)
     argv = ["bench", "locomotion-cpu", "--algos", "bc", "--datasets", "pendulum-random", "--steps", "100", "--seeds", "1",
             "--episodes", "1", "--no-progress", "--results", str(results)]
     assert main(argv + ["--peer-only"]) == 2  # nothing to run
