@@ -140,7 +140,8 @@ def finetune(checkpoint: str | os.PathLike, *, env_id: str | None = None, steps:
     )
     results = results if isinstance(results, list) else [results]
     for res in results:
-        rows = [json.loads(line) for line in (res.run_dir / "eval.jsonl").read_text().splitlines() if line.strip()]
+        evals = res.run_dir / "eval.jsonl"  # absent with eval_episodes=0: a summary without scores
+        rows = [json.loads(line) for line in evals.read_text().splitlines() if line.strip()] if evals.exists() else []
         summary = {**settings, "algo": algo.name, "env": env_id, "env_steps": steps,
                    "offline_score": rows[0].get("normalized_score") if rows else None,
                    "offline_return": rows[0]["return_mean"] if rows else None,

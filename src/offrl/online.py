@@ -286,6 +286,9 @@ def train_online(
     with ``seed + k`` (its own envs, warm-up actions, buffer and keys), their updates batched
     (``seed_strategy``: ``vmap`` on accelerators, ``map`` on CPU, as :func:`offrl.fit`). Each agent
     logs to ``run_dir/seed-{seed + k}``, and a list of results is returned (one result otherwise).
+    Under ``map`` with several local devices (on a CPU: ``JAX_NUM_CPU_DEVICES=N``), agent ``k``
+    trains on device ``k mod N``, where its buffer stays: N cores update N agents at once, each
+    running the one-agent program (the same bits as a run of that seed alone).
 
     ``overlap`` (default: on when JAX's default backend is an accelerator): the envs are stepped on
     the host while the accelerator runs the previous block's updates, with a host copy of the
@@ -306,7 +309,7 @@ def train_online(
     """
     from offrl.envs import make_env
     from offrl.evaluate import evaluate
-    from offrl.train import _summarise_eval, config_to_dict, init_agents, make_policy, resolve_seed_strategy
+    from offrl.train import _summarise_eval, config_to_dict, init_agents, make_policy, resolve_seed_strategy, seed_devices
 
     algo = algo_for_config(config)
     if env_steps < 1 or num_envs < 1 or update_every < 1 or updates_per_step < 0 or start_steps < 0 or seeds < 1:
@@ -316,6 +319,8 @@ def train_online(
             f"start_steps={start_steps}, updates_per_step={updates_per_step}"
         )
     strategy = resolve_seed_strategy(seed_strategy)
+    # several local devices under map: agent k's updates and buffer on device k mod n (None: one program for all)
+    devices = seed_devices(seeds, jax.local_devices()) if strategy == "map" and seeds > 1 and jax.local_device_count() > 1 else None
     if overlap is None:
         overlap = jax.default_backend() != "cpu"
     block = max(num_envs, (update_every // num_envs) * num_envs)  # env steps per block: whole steps of every env
@@ -346,7 +351,10 @@ def train_online(
         if extra_shapes and algo.episode_extras is None:
             raise ValueError(f"{algo.name} needs per-transition extras ({', '.join(extra_shapes)}) but has no "
                              "episode_extras hook to compute them for online episodes")
-        buffers = jax.vmap(lambda _: buffer_init(capacity, obs_dim, act_dim, extra_shapes))(jnp.arange(seeds))
+        new_buffers = lambda n: jax.vmap(lambda _: buffer_init(capacity, obs_dim, act_dim, extra_shapes))(jnp.arange(n))
+        buffers = new_buffers(seeds) if devices is None else [jax.device_put(new_buffers(1), d) for d in devices]
+        # ``devices``: a list, agent k's buffer (leading axis 1) on its device for the whole run, and the offline data on each
+        offline_on = {d: jax.device_put(offline, d) for d in set(devices)} if devices and offline is not None else {}
 
         if run_dir is None:
             run_dir = _default_run_dir(env_id)
@@ -482,10 +490,18 @@ def train_online(
                                     for key in ("obs", "act", "rew", "next", "term"))
                 if overlap:  # host copy of the agents before this block's updates, for the next block
                     next_acting = jax.device_put(jax.device_get(state), cpu)
-                state, buffers, train_keys, metrics = make_online_block(
-                    algo, config, n_updates, seeds, strategy, offline_ratio)(state, buffers, train_keys, transitions, offline)
+                if devices:
+                    state, buffers, train_keys, metrics = _spread_block(
+                        make_online_block(algo, config, n_updates, 1, strategy, offline_ratio), devices,
+                        state, buffers, train_keys, transitions, offline_on)
+                else:
+                    state, buffers, train_keys, metrics = make_online_block(
+                        algo, config, n_updates, seeds, strategy, offline_ratio)(state, buffers, train_keys, transitions, offline)
                 for k, rows, values in pending_extras:  # episodes that ended in this block: their rows' extras
-                    buffers = _set_agent_extras(buffers, k, rows, values, capacity)
+                    if devices:
+                        buffers[k] = _set_agent_extras(buffers[k], 0, rows, values, capacity)
+                    else:
+                        buffers = _set_agent_extras(buffers, k, rows, values, capacity)
                 pending_extras = []
                 acting = next_acting if overlap else state
                 updates += n_updates
@@ -539,12 +555,26 @@ def train_online(
         for rd in run_dirs:
             plot_run(rd)
     results = [
-        OnlineResult(run_dir=rd, state=jax.tree.map(lambda x: x[k], state), buffer=jax.tree.map(lambda x: x[k], buffers),
+        OnlineResult(run_dir=rd, state=jax.tree.map(lambda x: x[k], state),
+                     buffer=jax.tree.map(lambda x: x[0], buffers[k]) if devices else jax.tree.map(lambda x: x[k], buffers),
                      transforms=transforms, env_steps=step, updates=updates,
                      final_eval=final_evals[k], snapshots=snapshots[k])
         for k, rd in enumerate(run_dirs)
     ]
     return results[0] if seeds == 1 else results
+
+
+def _spread_block(block, devices: list, states, buffers: list, keys, transitions, offline_on: dict):
+    """One block of every agent, agent k with the one-agent ``block`` on ``devices[k]`` (its buffer is
+    ``buffers[k]``, already there); states, keys and metrics come back stacked on the first device.
+    Every agent's inputs are sliced before any block is queued (each device runs its queue in order),
+    so the devices run their agents' blocks at the same time."""
+    parts = [jax.device_put((jax.tree.map(lambda x: x[k:k + 1], states), keys[k:k + 1], tuple(t[k:k + 1] for t in transitions)),
+                            d) for k, d in enumerate(devices)]
+    outs = [block(state, buffer, key, trans, offline_on.get(d)) for (state, key, trans), buffer, d in zip(parts, buffers, devices)]
+    home = jax.device_put([(state, key, metrics) for state, _, key, metrics in outs], devices[0])
+    states, keys, metrics = jax.tree.map(lambda *xs: jnp.concatenate(xs), *home)
+    return states, [buffer for _, buffer, _, _ in outs], keys, metrics
 
 
 def _set_agent_extras(buffers: ReplayBuffer, k: int, rows: list[int], values: dict, capacity: int) -> ReplayBuffer:
