@@ -66,6 +66,22 @@ def test_perturbation_is_bounded_by_phi_and_the_box():
     assert at_edge.max() <= 1.0
 
 
+@pytest.mark.parametrize("network_init", ["lecun_normal", "uniform_fan_in"])
+def test_network_init_reaches_the_vae_the_perturbation_network_and_the_critics(network_init):
+    config = bcq.Config(hidden_dims=(16, 16), vae_hidden_dims=(16, 16), network_init=network_init)
+    state = bcq.init(config, DataSpec(obs_dim=OBS_DIM, action_dim=ACT_DIM), jax.random.PRNGKey(0), 10)
+    for params in (state.vae.params, state.actor.params, state.critic.params):
+        leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+        biases = [np.asarray(x) for path, x in leaves if jax.tree_util.keystr(path[-1:]) == "['bias']"]
+        kernels = [np.asarray(x) for path, x in leaves if jax.tree_util.keystr(path[-1:]) == "['kernel']"]
+        assert len(biases) == len(kernels) >= 3
+        if network_init == "uniform_fan_in":  # PyTorch's nn.Linear: weights and biases in +-1/sqrt(fan_in)
+            assert all(np.abs(b).max() > 0 for b in biases)
+            assert all(np.abs(k).max() <= 1 / np.sqrt(k.shape[-2]) for k in kernels)
+        else:  # Flax's default: zero biases
+            assert not any(b.any() for b in biases)
+
+
 def test_act_picks_the_candidate_with_the_highest_q1():
     config = bcq.Config(hidden_dims=(16, 16), vae_hidden_dims=(16, 16), num_samples=5)
     state, batch = _state_and_batch(config)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from offrl.nets import MLP, Critic, GaussianActor, ValueNet
+from offrl.nets import MLP, ActionVAE, Critic, GaussianActor, ValueNet
 
 
 def _dense_layers(params):
@@ -44,6 +44,7 @@ def test_default_init_is_lecun_normal_with_zero_bias():
     lambda init: (GaussianActor((16,), 2, initializer=init), (jnp.zeros((1, 3)),)),
     lambda init: (Critic((16,), initializer=init), (jnp.zeros((1, 3)), jnp.zeros((1, 2)))),
     lambda init: (ValueNet((16,), initializer=init), (jnp.zeros((1, 3)),)),
+    lambda init: (ActionVAE((16,), 2, 4, initializer=init), (jnp.zeros((1, 3)), jnp.zeros((1, 2)), jax.random.PRNGKey(2))),
 ])
 def test_networks_pass_their_init_to_every_layer(make):
     net, inputs = make("uniform_fan_in")

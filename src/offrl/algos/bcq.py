@@ -16,7 +16,7 @@ states go through each network as one flattened (B * n) batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 import flax.linen as nn
 import flax.struct as struct
@@ -64,6 +64,9 @@ class Config:
     """Latent size of the VAE; None means 2 * action_dim."""
     batch_size: int = 100
     """Transitions per gradient step."""
+    network_init: Literal["lecun_normal", "uniform_fan_in"] = "lecun_normal"
+    """Initialisation of every Dense layer (VAE, perturbation network, critics): Flax's LeCun normal, or
+    U(+-1/sqrt(fan_in)) for weights and biases as PyTorch's nn.Linear (the authors' code)."""
 
 
 class Perturbation(nn.Module):
@@ -72,10 +75,11 @@ class Perturbation(nn.Module):
     hidden_dims: Sequence[int]
     action_dim: int
     scale: float
+    initializer: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
-        xi = self.scale * jnp.tanh(MLP(self.hidden_dims, self.action_dim)(jnp.concatenate([observations, actions], axis=-1)))
+        xi = self.scale * jnp.tanh(MLP(self.hidden_dims, self.action_dim, initializer=self.initializer)(jnp.concatenate([observations, actions], axis=-1)))
         return jnp.clip(actions + xi, -1.0, 1.0)
 
 
@@ -106,15 +110,15 @@ def validate(config: Config) -> None:
 
 
 def vae_net(config: Config, action_dim: int) -> ActionVAE:
-    return ActionVAE(config.vae_hidden_dims, action_dim, config.latent_dim or 2 * action_dim)
+    return ActionVAE(config.vae_hidden_dims, action_dim, config.latent_dim or 2 * action_dim, initializer=config.network_init)
 
 
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
     validate(config)
     k_vae, k_actor, k_critic, k_sample = jax.random.split(key, 4)
     obs, acts = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.action_dim))
-    vae, critic_net = vae_net(config, spec.action_dim), Critic(config.hidden_dims)
-    actor_net = Perturbation(config.hidden_dims, spec.action_dim, config.perturbation_scale)
+    vae, critic_net = vae_net(config, spec.action_dim), Critic(config.hidden_dims, initializer=config.network_init)
+    actor_net = Perturbation(config.hidden_dims, spec.action_dim, config.perturbation_scale, config.network_init)
     vae_state = TrainState.create(apply_fn=vae.apply, params=vae.init(k_vae, obs, acts, k_sample), tx=optax.adam(config.vae_lr))
     actor = TrainState.create(apply_fn=actor_net.apply, params=actor_net.init(k_actor, obs, acts), tx=optax.adam(config.actor_lr))
     critic = TrainState.create(apply_fn=critic_net.apply, params=critic_net.init(k_critic, obs, acts), tx=optax.adam(config.critic_lr))

@@ -31,10 +31,12 @@ class ActionVAE(nn.Module):
     latent_dim: int
     log_std_min: float = -4.0
     log_std_max: float = 15.0
+    initializer: str = "lecun_normal"
+    """Initialisation of the Dense layers of encoder and decoder (see ``offrl.nets.NETWORK_INITS``)."""
 
     def setup(self):
-        self.encoder = MLP(self.hidden_dims, 2 * self.latent_dim)
-        self.decoder = MLP(self.hidden_dims, self.action_dim)
+        self.encoder = MLP(self.hidden_dims, 2 * self.latent_dim, initializer=self.initializer)
+        self.decoder = MLP(self.hidden_dims, self.action_dim, initializer=self.initializer)
 
     def encode(self, observations: jax.Array, actions: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(mean, log_std)`` of q(z | s, a), each (..., latent_dim); log_std clipped for stability."""
