@@ -226,6 +226,8 @@ def test_evaluation_policy_compiles_once_per_config_and_uses_each_fits_transform
     shifted = dataclasses.replace(base, obs_mean=base.obs_mean + 0.5)
     obs = np.asarray(dataset.observations[:4])[None]
     state = jax.tree.map(lambda x: x[0], result.states)
+    make_policy(algo, config, base)(result.states, obs), make_start_values(algo, config, base)(result.states, obs)
+    compiled = _batched_act(algo, config)._cache_size(), _batched_start_values(algo, config)._cache_size()
     for transforms in (base, shifted, base):
         o = transforms.normalize_obs(obs[0])
         direct = algo.act(config, state, o, jax.random.PRNGKey(0), True)
@@ -235,4 +237,5 @@ def test_evaluation_policy_compiles_once_per_config_and_uses_each_fits_transform
                                    np.asarray(algo.q_value(config, state, o, direct)), rtol=1e-5, atol=1e-5)
     assert not np.allclose(make_policy(algo, config, shifted)(result.states, obs),
                            make_policy(algo, config, base)(result.states, obs))
-    assert _batched_act(algo, config)._cache_size() == 1 and _batched_start_values(algo, config)._cache_size() == 1
+    # other tests in this worker may have compiled these for other shapes: none is added here
+    assert (_batched_act(algo, config)._cache_size(), _batched_start_values(algo, config)._cache_size()) == compiled
