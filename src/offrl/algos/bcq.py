@@ -64,9 +64,10 @@ class Config:
     """Latent size of the VAE; None means 2 * action_dim."""
     batch_size: int = 100
     """Transitions per gradient step."""
-    network_init: Literal["lecun_normal", "uniform_fan_in"] = "lecun_normal"
-    """Initialisation of every Dense layer (VAE, perturbation network, critics): Flax's LeCun normal, or
-    U(+-1/sqrt(fan_in)) for weights and biases as PyTorch's nn.Linear (the authors' code)."""
+    network_init: Literal["lecun_normal", "uniform_fan_in"] = "uniform_fan_in"
+    """Initialisation of every Dense layer (VAE, perturbation network, critics): U(+-1/sqrt(fan_in)) for
+    weights and biases as PyTorch's nn.Linear (the authors' code), or Flax's LeCun normal, whose critic
+    diverged on hopper-medium-replay (docs/algorithms/bcq.md, Measured scores)."""
 
 
 class Perturbation(nn.Module):
