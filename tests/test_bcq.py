@@ -68,6 +68,7 @@ def test_perturbation_is_bounded_by_phi_and_the_box():
 
 @pytest.mark.parametrize("network_init", ["lecun_normal", "uniform_fan_in"])
 def test_network_init_reaches_the_vae_the_perturbation_network_and_the_critics(network_init):
+    assert bcq.Config().network_init == "uniform_fan_in"  # the default, measured in docs/algorithms/bcq.md
     config = bcq.Config(hidden_dims=(16, 16), vae_hidden_dims=(16, 16), network_init=network_init)
     state = bcq.init(config, DataSpec(obs_dim=OBS_DIM, action_dim=ACT_DIM), jax.random.PRNGKey(0), 10)
     for params in (state.vae.params, state.actor.params, state.critic.params):

@@ -228,6 +228,7 @@ def test_evaluation_policy_compiles_once_per_config_and_uses_each_fits_transform
     state = jax.tree.map(lambda x: x[0], result.states)
     make_policy(algo, config, base)(result.states, obs), make_start_values(algo, config, base)(result.states, obs)
     compiled = _batched_act(algo, config)._cache_size(), _batched_start_values(algo, config)._cache_size()
+    assert min(compiled) >= 1, "make_policy / make_start_values must run the cached (algorithm, config) programs"
     for transforms in (base, shifted, base):
         o = transforms.normalize_obs(obs[0])
         direct = algo.act(config, state, o, jax.random.PRNGKey(0), True)
