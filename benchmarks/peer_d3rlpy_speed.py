@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -134,7 +135,8 @@ def build_algo(name: str, batch_size: int):
             compile_graph=False)
     else:
         raise SystemExit(f"unknown algo {name!r}; choose from iql, td3bc, cql")
-    return config.create(device="cpu:0")
+    # cpu:0 unless OFFRL_PEER_DEVICE names another torch device (cuda:0 on a GPU machine), as the peer runner
+    return config.create(device=os.environ.get("OFFRL_PEER_DEVICE", "cpu:0"))
 
 
 def linear_shapes(algo) -> dict[str, str]:
@@ -212,7 +214,7 @@ def bench(name: str, dataset, updates: int, warmup: int, batch_size: int, thread
         "batch_size": batch_size,
         "sample_s": t_sample,
         "update_s": t_update,
-        "device": "cpu",
+        "device": os.environ.get("OFFRL_PEER_DEVICE", "cpu:0"),
         "torch_num_threads": torch.get_num_threads(),
         "linear_layers": shapes,
         "last_loss": {k: float(v) for k, v in loss.items()},
