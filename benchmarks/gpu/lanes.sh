@@ -127,6 +127,13 @@ lane() {  # lane JOB,JOB,...: its jobs one after another
   for job in ${1//,/ }; do run_job "$job"; done
 }
 
+for l in "$@"; do  # every job known before anything starts
+  for j in ${l//,/ }; do
+    case $j in ft-awac|ft-calql) ;; *) bench_args "$j" >/dev/null || { echo "unknown job $j (see the list at the top of $0)"; exit 2; } ;; esac
+  done
+done
+[ $# -gt 0 ] || { echo "usage: bash $0 LANE [LANE ...], a lane being a comma list of jobs"; exit 2; }
+
 # the datasets, each once, in parallel on the CPU
 needed=$(for l in "$@"; do for j in ${l//,/ }; do dataset_of "$j"; done; done | sort -u)
 for d in $needed; do
