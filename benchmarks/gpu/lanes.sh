@@ -26,7 +26,7 @@
 # Each job has its own results folder; rows, logs, evaluation curves and fine-tuning records are packed
 # into $OUT/lanes.tgz every 20 s and at the end, so a call stopped at its limit still returns what finished.
 # Jobs still running at LIMIT_S seconds are stopped. SPEED=1 first times the compiled loop against d3rlpy on
-# the GPU alone (benchmarks/speed.py: IQL and TD3+BC at 1 and 8 seeds, CQL at 1; at most SPEED_S seconds,
+# the GPU alone (benchmarks/speed.py: IQL and TD3+BC at 1 and 8 seeds, CQL at 1; at most SPEED_S seconds (default 300),
 # while the datasets are made on the CPU); the lanes start after it.
 set -u
 export PYTHONUNBUFFERED=1
@@ -143,7 +143,7 @@ for d in $needed; do
 done
 if [ "${SPEED:-0}" = 1 ]; then  # alone on the GPU: the timings of benchmarks/results/speed-gpu-*.md
   mkdir -p "$ROOT/speed"
-  speed_s=${SPEED_S:-150}
+  speed_s=${SPEED_S:-300}
   peer_flags=(--peer none); [ -n "$PEER_PY" ] && peer_flags=(--peer d3rlpy --peer-python "$PEER_PY")
   timeout $(( speed_s * 2 / 3 )) "$PY" benchmarks/speed.py --platform default --algos iql,td3bc --seeds 1,8 \
     --seed-strategies vmap --updates 3000 --peer-updates 1000 "${peer_flags[@]}" \
