@@ -9,7 +9,10 @@
 #   here, after:  tar xzf FILES_AT/lanes.tgz; offrl bench locomotion-cpu --merge res/JOB/locomotion-cpu/rows.jsonl
 #
 # Jobs (ours unless peer-; budgets of the CPU acceptance rows; peers: d3rlpy, 1 seed, on cuda:0):
-#   cql-fixed, cql-lagrange   cql, bc_steps=0, fixed alpha / Lagrange alpha (target_action_gap=10):
+#   cql-fixed, cql-lagrange   cql, bc_steps=0, fixed alpha / Lagrange alpha as d3rlpy's reproduction sets it
+#                             (its threshold 10 and weight 5 from alpha e: ours alpha=13.59 target_action_gap=6.6,
+#                             docs/algorithms/cql.md; session 15 ran target_action_gap=10 alpha=5, which let alpha
+#                             fall to 0.01):
 #                             hopper-medium-replay, 2 seeds x 30k
 #   peer-cql                  d3rlpy's CQL, hopper-medium-replay, 30k
 #   awac-hmr, awac-hc, awac-w2d            awac, 3 seeds: hopper-medium-replay x 100k, halfcheetah-medium
@@ -70,7 +73,7 @@ bench_args() {  # the offrl bench arguments of a job
   local peer=(--peer d3rlpy --peer-only --peer-seeds 1 --peer-threads 1 --peer-python "$PEER_PY")
   case $1 in
     cql-fixed)      echo --algos cql --datasets $HMR --seeds 2 --steps 30000 --set bc_steps=0 ;;
-    cql-lagrange)   echo --algos cql --datasets $HMR --seeds 2 --steps 30000 --set bc_steps=0 target_action_gap=10 ;;
+    cql-lagrange)   echo --algos cql --datasets $HMR --seeds 2 --steps 30000 --set bc_steps=0 target_action_gap=6.6 alpha=13.59 ;;
     peer-cql)       echo --algos cql --datasets $HMR --seeds 2 --steps 30000 --set bc_steps=0 "${peer[@]}" ;;
     awac-hmr)       echo --algos awac --datasets $HMR --seeds 3 --steps 100000 ;;
     awac-hc)        echo --algos awac --datasets $HC --seeds 3 --steps 50000 ;;

@@ -7,7 +7,8 @@
 #
 # Job sets, the budgets of the CPU acceptance rows (one GPU call each, most important first):
 #   constraint  bcq, bear: hopper-medium-replay and halfcheetah-medium, 2 seeds x 50k
-#   cql         cql with fixed alpha and with the Lagrange alpha (target_action_gap=10), bc_steps=0:
+#   cql         cql with fixed alpha and with the Lagrange alpha as d3rlpy sets it (target_action_gap=6.6
+#               alpha=13.59, see docs/algorithms/cql.md), bc_steps=0:
 #               hopper-medium-replay, 2 seeds x 30k
 #   awac        awac: halfcheetah-medium and walker2d-medium-expert 3 x 50k, hopper-medium-replay 3 x 100k
 #               (CRR's three rows and BRAC's were run on the CPU; `brac` below repeats BRAC's if wanted)
@@ -79,7 +80,7 @@ for set in "$@"; do
       job cql-fixed locomotion-cpu --algos cql --datasets hopper-medium-replay --seeds 2 --steps 30000 \
         --set bc_steps=0 "${PEER_ARGS[@]}"
       job cql-lagrange locomotion-cpu --algos cql --datasets hopper-medium-replay --seeds 2 --steps 30000 \
-        --set bc_steps=0 target_action_gap=10 ;;
+        --set bc_steps=0 target_action_gap=6.6 alpha=13.59 ;;
     awac)
       make_data halfcheetah-medium walker2d-medium-expert hopper-medium-replay
       job awac-hc locomotion-cpu --algos awac --datasets halfcheetah-medium --seeds 3 --steps 50000 "${PEER_ARGS[@]}"
