@@ -40,28 +40,7 @@ export OFFRL_HOME=${OFFRL_HOME:-/tmp/offrl-home}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # several processes share the GPU's memory
 PY=${PYTHON:-python3}
 mkdir -p "$OUT" "$ROOT/res" "$ROOT/logs"
-start=$(date +%s)
-WHL=${WHL:-.whl}
-if ls "$WHL"/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHL"/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/src
-else
-  export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
-fi
-PEER_PY=""
-if [ "$WHL" != none ] && ls .whl-peer/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/peer-site .whl-peer/*.whl || exit 1
-  printf '#!/bin/sh\nPYTHONPATH=/tmp/peer-site:/tmp/site exec %s "$@"\n' "$(command -v "$PY")" > /tmp/peer-python
-  chmod +x /tmp/peer-python
-  PEER_PY=/tmp/peer-python
-  export OFFRL_PEER_DEVICE=${OFFRL_PEER_DEVICE:-cuda:0}
-elif [ "$WHL" = none ] && [ -x .venv-d3rlpy/bin/python ]; then
-  PEER_PY=$PWD/.venv-d3rlpy/bin/python
-fi
-"$PY" -c "import jax, gymnasium, mujoco, tyro, offrl; print('jax', jax.__version__, jax.devices(), 'gymnasium', gymnasium.__version__, 'mujoco', mujoco.__version__)"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi (CPU run)"
-echo "commit: $(git rev-parse --short HEAD 2>&1 | head -1); $(nproc) CPUs"
-
+PEER_PY=""  # set below, after the jobs are checked
 HMR=hopper-medium-replay HC=halfcheetah-medium W2D=walker2d-medium-expert
 BCQ_PEER=(--peer-set n_action_samples=10)
 dataset_of() {  # the datasets a job reads
@@ -90,10 +69,11 @@ bench_args() {  # the offrl bench arguments of a job
   esac
 }
 
-pack() {  # everything worth keeping, small files only (no checkpoints), into $OUT/lanes.tgz
+pack() {  # everything worth keeping, small files only (no checkpoints), into $OUT/lanes.tgz (atomically; lanes pack at once)
+  local tmp="$OUT/.lanes.$BASHPID.tgz"  # one temporary file per packing process
   (cd "$ROOT" && find res ft logs speed -type f \( -name 'rows.jsonl' -o -name 'eval.csv' -o -name 'train.csv' \
-      -o -name 'config.json' -o -name '*.log' -o -name 'finetune-*' -o -name 'speed-*' \) 2>/dev/null | tar czf "$OUT/.lanes.tgz" -T - \
-      && mv "$OUT/.lanes.tgz" "$OUT/lanes.tgz")
+      -o -name 'config.json' -o -name '*.log' -o -name 'finetune-*' -o -name 'speed-*' \) 2>/dev/null | tar czf "$tmp" -T -) \
+    && mv "$tmp" "$OUT/lanes.tgz"
 }
 
 run_job() {  # run_job JOB: wait for its dataset, run it with what is left of LIMIT_S
@@ -130,12 +110,24 @@ lane() {  # lane JOB,JOB,...: its jobs one after another
   for job in ${1//,/ }; do run_job "$job"; done
 }
 
-for l in "$@"; do  # every job known before anything starts
+for l in "$@"; do  # every job known before anything starts (no install, no dataset)
   for j in ${l//,/ }; do
     case $j in ft-awac|ft-calql) ;; *) bench_args "$j" >/dev/null || { echo "unknown job $j (see the list at the top of $0)"; exit 2; } ;; esac
   done
 done
 [ $# -gt 0 ] || { echo "usage: bash $0 LANE [LANE ...], a lane being a comma list of jobs"; exit 2; }
+
+start=$(date +%s)
+WHL=${WHL:-.whl}
+source "$(dirname "$0")/_setup.sh"
+if [ "$WHL" != none ] && ls .whl-peer/*.whl >/dev/null 2>&1; then
+  make_peer_python
+  PEER_PY=/tmp/peer-python
+elif [ "$WHL" = none ] && [ -x .venv-d3rlpy/bin/python ]; then
+  PEER_PY=$PWD/.venv-d3rlpy/bin/python
+fi
+show_machine
+echo "commit: $(git rev-parse --short HEAD 2>&1 | head -1); $(nproc) CPUs"
 
 # the datasets, each once, in parallel on the CPU
 needed=$(for l in "$@"; do for j in ${l//,/ }; do dataset_of "$j"; done; done | sort -u)

@@ -30,23 +30,14 @@ export OFFRL_HOME=${OFFRL_HOME:-/tmp/offrl-home}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT" "$RESULTS"
 WHL=${WHL:-.whl}  # WHL=none: use the environment as it is (a CPU check of this script)
-if ls "$WHL"/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHL"/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/src
-else
-  export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
-fi
+source "$(dirname "$0")/_setup.sh"
 PEER_ARGS=()
 if [ -n "${PEER:-}" ]; then
   ls .whl-peer/*.whl >/dev/null 2>&1 || { echo "PEER=$PEER needs .whl-peer/ (bash benchmarks/gpu/wheels.sh --peer)"; exit 1; }
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/peer-site .whl-peer/*.whl || exit 1
-  printf '#!/bin/sh\nPYTHONPATH=/tmp/peer-site:/tmp/site exec %s "$@"\n' "$(command -v "$PY")" > /tmp/peer-python
-  chmod +x /tmp/peer-python
-  export OFFRL_PEER_DEVICE=${OFFRL_PEER_DEVICE:-cuda:0}
+  make_peer_python
   PEER_ARGS=(--peer "$PEER" --peer-python /tmp/peer-python)
 fi
-"$PY" -c "import jax, gymnasium, mujoco, tyro, offrl; print('jax', jax.__version__, jax.devices(), 'gymnasium', gymnasium.__version__, 'mujoco', mujoco.__version__)" || exit 1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi (CPU run)"
+show_machine
 start=$(date +%s)
 
 make_data() {  # each dataset once, in parallel, on the CPU (rollouts of the zoo's policies)
