@@ -38,6 +38,33 @@ def test_make_env_unknown_id_lists_close_matches():
     env.close()
 
 
+def test_make_env_drops_the_model_file_warning_and_forwards_other_mujoco_warnings():
+    mujoco = pytest.importorskip("mujoco")
+    from offrl import envs
+
+    received: list[str] = []
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(received.append)  # stands for MuJoCo's default printer
+    try:
+        make_env("HalfCheetah-v5").close()  # its XML sets the deprecated `settotalmass`
+        assert received == []  # dropped, not printed
+        assert mujoco.get_mju_user_warning() is not None  # our recorder is back after make_env
+        with envs._mujoco_model_warnings():
+            with pytest.warns(RuntimeWarning, match="MuJoCo: something else"):
+                mujoco.get_mju_user_warning()("something else")
+        mujoco.get_mju_user_warning()("after")
+        assert received == ["after"]
+    finally:
+        mujoco.set_mju_user_warning(previous)
+    # without the filter, gymnasium's HalfCheetah model does warn (so the first check above can fail)
+    mujoco.set_mju_user_warning(received.append)
+    try:
+        gym.make("HalfCheetah-v5").close()
+    finally:
+        mujoco.set_mju_user_warning(previous)
+    assert any("settotalmass" in m for m in received[1:])
+
+
 def test_normalized_score_known_values():
     np.testing.assert_allclose(normalized_score([-1000.0, -150.0, -50.0], -1000.0, -150.0),
                                [0.0, 100.0, 100.0 * 950.0 / 850.0])

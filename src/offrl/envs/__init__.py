@@ -6,8 +6,10 @@ The built-in datasets live in :mod:`offrl.envs.builtin` and the scripted control
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from typing import Any, Mapping
+import warnings
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -46,9 +48,37 @@ def make_env(
     if ":" not in env_id and env_id not in gym.registry:
         raise ValueError(_unknown_env_message(env_id, list(gym.registry.keys())))
     try:
-        return gym.make(env_id, **kwargs)
+        with _mujoco_model_warnings():
+            return gym.make(env_id, **kwargs)
     except gym.error.UnregisteredEnv as exc:  # e.g. "module:Name" whose module registers nothing
         raise ValueError(f"{_unknown_env_message(env_id, list(gym.registry.keys()))} ({exc})") from exc
+
+
+# MuJoCo warnings about gymnasium's own model files, which a user cannot act on (HalfCheetah's XML sets the
+# deprecated compiler attribute `settotalmass`). MuJoCo prints its warnings from C; while an environment is
+# built, these are dropped and any other is raised as a Python `RuntimeWarning` (so it can be filtered).
+_KNOWN_MODEL_WARNINGS = ("compiler attribute 'settotalmass' is deprecated",)
+
+
+def _forward_mujoco_warning(message: str) -> None:
+    if not any(known in message for known in _KNOWN_MODEL_WARNINGS):
+        warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
+
+
+@contextlib.contextmanager
+def _mujoco_model_warnings() -> Iterator[None]:
+    """Route MuJoCo's warnings through `_forward_mujoco_warning` (no-op where MuJoCo is not installed)."""
+    try:
+        import mujoco
+    except ImportError:
+        yield
+        return
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(_forward_mujoco_warning)
+    try:
+        yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
 
 
 def _unknown_env_message(env_id: str, known: list[str]) -> str:
