@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import sys
 import warnings
 from typing import Any, Iterator, Mapping
 
@@ -61,8 +62,12 @@ _KNOWN_MODEL_WARNINGS = ("compiler attribute 'settotalmass' is deprecated",)
 
 
 def _forward_mujoco_warning(message: str) -> None:
-    if not any(known in message for known in _KNOWN_MODEL_WARNINGS):
+    if any(known in message for known in _KNOWN_MODEL_WARNINGS):
+        return
+    try:
         warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
+    except Exception:  # warnings turned into errors: never raise through MuJoCo's C code
+        print(f"MuJoCo warning: {message}", file=sys.stderr)
 
 
 @contextlib.contextmanager
