@@ -95,6 +95,17 @@ def small_config(algo, **overrides):
     return algo.config_cls(**values)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs_near_the_map_limit():
+    """After each test module: a worker runs hundreds of tests, each compiling programs that hold memory
+    mappings; past ``vm.max_map_count`` the kernel ends the worker (offrl.compiled). ``fit`` checks before
+    compiling; this also covers modules that compile only their own programs."""
+    yield
+    from offrl.compiled import release_if_near_map_limit
+
+    release_if_near_map_limit()
+
+
 @pytest.fixture
 def dataset():
     return make_dataset()

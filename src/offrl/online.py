@@ -39,6 +39,7 @@ from offrl import __version__
 from offrl.algos import DataSpec, algo_for_config
 from offrl.algos.registry import Algo
 from offrl.checkpoint import FILENAME, save_checkpoint
+from offrl.compiled import cached, release_if_near_map_limit
 from offrl.data import DatasetInfo, Transforms
 from offrl.data.sampling import Batch, DeviceData, sample_uniform
 from offrl.logger import RunLogger, plot_run
@@ -146,7 +147,7 @@ def sample_mixed(buffer: ReplayBuffer, offline: DeviceData, key: jax.Array, batc
 # ----------------------------------------------------------------------------- compiled pieces
 
 
-@functools.lru_cache(maxsize=32)
+@cached(maxsize=32)
 def make_online_block(algo: Algo, config: Any, num_updates: int, seeds: int = 1, strategy: str = "vmap",
                       offline_ratio: float | None = None):
     """A jitted ``(states, buffers, keys, transitions, offline) -> (states, buffers, keys, metrics)`` over ``seeds`` agents.
@@ -192,7 +193,7 @@ def make_online_block(algo: Algo, config: Any, num_updates: int, seeds: int = 1,
     return jax.jit(run, donate_argnums=(0, 1))
 
 
-@functools.lru_cache(maxsize=32)
+@cached(maxsize=32)
 def _make_explore(algo: Algo, config: Any):
     """Jitted stochastic policy for data collection over agents:
     ``(states, obs [seeds, envs, obs_dim], keys [seeds]) -> (unit actions [seeds, envs, act_dim], next keys)``.
@@ -311,6 +312,7 @@ def train_online(
     from offrl.evaluate import evaluate
     from offrl.train import _summarise_eval, config_to_dict, init_agents, make_policy, resolve_seed_strategy, seed_devices
 
+    release_if_near_map_limit()  # before this run compiles anything (offrl.compiled)
     algo = algo_for_config(config)
     if env_steps < 1 or num_envs < 1 or update_every < 1 or updates_per_step < 0 or start_steps < 0 or seeds < 1:
         raise ValueError(

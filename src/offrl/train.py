@@ -12,7 +12,6 @@ the same four agents as four runs with ``seed=0..3``.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import time
@@ -30,6 +29,7 @@ from offrl import __version__
 from offrl.algos import DataSpec, algo_for_config, get_algo
 from offrl.algos.registry import Algo, check_action_kind
 from offrl.checkpoint import FILENAME, CheckpointError, load_checkpoint, save_checkpoint
+from offrl.compiled import cached, release_if_near_map_limit
 from offrl.data import Dataset, Transforms, fit_transforms, to_device
 from offrl.logger import RunLogger, plot_run, read_jsonl
 
@@ -63,7 +63,7 @@ def config_from_dict(config_cls: type, values: dict) -> Any:
 _CPU_INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
-@functools.lru_cache(maxsize=64)
+@cached(maxsize=64)
 def _compiled_init(algo: Algo, config: Any, spec: DataSpec, total_steps: int):
     """One agent's ``init``, jitted once per (algo, config, spec, total_steps)."""
     options = _CPU_INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
@@ -127,11 +127,13 @@ def replicate_data(data) -> Any:
 
 
 def make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int, strategy: str = "vmap"):
-    """See :func:`_make_train_chunk`; one seed runs the same program whatever the strategy (one cache entry)."""
+    """See :func:`_make_train_chunk`; one seed runs the same program whatever the strategy (one cache entry).
+    Cached programs are released first when the process nears its memory-map limit (:mod:`offrl.compiled`)."""
+    release_if_near_map_limit()
     return _make_train_chunk(algo, config, num_updates, seeds, strategy if seeds > 1 else "single")
 
 
-@functools.lru_cache(maxsize=128)  # configs are frozen dataclasses: repeated fits reuse the compiled code
+@cached(maxsize=128)  # configs are frozen dataclasses: repeated fits reuse the compiled code
 def _make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int, strategy: str):
     """A ``(states, keys, data) -> (states, keys, metrics)`` doing ``num_updates`` updates per seed
     (jitted; under ``map``, a loop over the seeds calling the jitted one-seed program).
@@ -193,13 +195,13 @@ def device_data(algo: Algo, config: Any, dataset: Dataset, transforms: Transform
     return to_device(arrays, dataset, extras)
 
 
-@functools.lru_cache(maxsize=64)  # one compile per (algorithm, config), however many fits or evaluations use it
+@cached(maxsize=64)  # one compile per (algorithm, config), however many fits or evaluations use it
 def _batched_act(algo: Algo, config: Any):
     """Jitted deterministic actions of every seed: (states, normalised obs [seeds, envs, obs_dim]) -> unit actions."""
     return jax.jit(lambda states, obs: jax.vmap(lambda s, o: algo.act(config, s, o, jax.random.PRNGKey(0), True))(states, obs))
 
 
-@functools.lru_cache(maxsize=64)
+@cached(maxsize=64)
 def _batched_start_values(algo: Algo, config: Any):
     """Jitted Q(s, pi(s)) of every seed's critic at normalised observations [seeds, envs, obs_dim]."""
 
@@ -320,6 +322,8 @@ def fit(
     ends with the same parameters as an uninterrupted run.
     """
     from offrl.data import load_dataset
+
+    release_if_near_map_limit()  # before this fit compiles anything (offrl.compiled)
 
     meta_prev = None
     if resume is not None:
