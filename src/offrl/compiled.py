@@ -24,8 +24,14 @@ __all__ = ["cached", "clear", "memory_maps", "map_limit", "release_if_near_map_l
 #: Release compiled programs once the process holds this fraction of ``vm.max_map_count`` mappings.
 MAP_FRACTION = 0.5
 
+#: A check costs about 1.5 us per mapping (40 ms at 30,000): after one that finds the count well below the
+#: threshold, the next checks are skipped, counting this many mappings per skipped call (a new config's
+#: fit adds about 900), so the count cannot pass the threshold unseen.
+_MAPS_PER_CALL = 2000
+
 _CACHES: list = []
 _log = logging.getLogger("offrl")
+_skip = [0]  # checks left to skip
 
 
 def cached(maxsize: int) -> Callable:
@@ -71,12 +77,20 @@ def map_limit() -> int | None:
 
 def release_if_near_map_limit(fraction: float | None = None) -> bool:
     """Call :func:`clear` when this process holds more than ``fraction`` (default :data:`MAP_FRACTION`)
-    of its memory-map limit; returns whether it did."""
+    of its memory-map limit; returns whether it did. With ``fraction`` given, the count is always read;
+    otherwise a check that found room for several more fits skips the next few (:data:`_MAPS_PER_CALL`)."""
+    if fraction is None and _skip[0] > 0:
+        _skip[0] -= 1
+        return False
     used, limit = memory_maps(), map_limit()
     if used is None or limit is None:
         return False
-    if used <= (MAP_FRACTION if fraction is None else fraction) * limit:
+    threshold = (MAP_FRACTION if fraction is None else fraction) * limit
+    if used <= threshold:
+        if fraction is None:
+            _skip[0] = int((threshold - used) // _MAPS_PER_CALL)
         return False
+    _skip[0] = 0
     dropped = clear()
     _log.warning("offrl: this process held %d memory mappings (the kernel's limit is %d): released %d cached "
                  "compiled programs and JAX's caches (now %s mappings); what is needed again compiles again",
