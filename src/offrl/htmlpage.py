@@ -73,7 +73,7 @@ def table(header: list[str], rows: list[list[str]], numeric: set[int] = frozense
 
 
 def json_block(value) -> str:
-    return f"<pre>{escape(json.dumps(value, indent=2, sort_keys=True))}</pre>"
+    return f"<pre>{escape(json.dumps(value, indent=2, sort_keys=True), quote=False)}</pre>"
 
 
 def page(title: str, body: str) -> str:
