@@ -17,3 +17,19 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "installing offrl and its dependencies into .venv (first time: a few minutes)" >&2
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+
+# The tests of the HTML pages (offrl report --html, offrl bench --html) load them in a headless browser,
+# Debian's chromium. When it is missing and apt-get can install it (root, as on CI), install it; then those
+# tests must run (OFFRL_REQUIRE_BROWSER=1: a missing browser fails them). Elsewhere they skip and say why.
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1 || [ -n "${OFFRL_CHROMIUM:-}" ]; then
+    return 0
+  fi
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    export OFFRL_REQUIRE_BROWSER=1
+    echo "installing chromium with apt-get (the HTML pages' tests load them in a headless browser)" >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null; then
+      echo "apt-get could not install chromium: the browser tests will fail" >&2
+    fi
+  fi
+}

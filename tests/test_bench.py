@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -11,6 +12,8 @@ import pytest
 
 from offrl.bench import SUITES, pool_seed_extensions, read_rows, write_table
 from offrl.cli import main
+
+import browser
 
 TINY = ["--datasets", "pendulum-random", "--steps", "200", "--seeds", "2", "--episodes", "2", "--no-progress"]
 
@@ -272,3 +275,94 @@ def test_peer_only_runs_the_peers_rows_and_not_ours(tmp_path, offrl_home, monkey
     assert main(argv + peer) == 0  # the peer's row is stored: reused, and ours is not trained again
     assert "stored row reused" in capsys.readouterr().err
     assert len(read_rows(results / "locomotion-cpu")) == 2
+
+
+def _synthetic_rows(folder):
+    """Rows of two datasets: iql with two budgets on `a` and a peer's iql, bc only on `a`, td3bc on both."""
+    def row(dataset, algo, score, seeds=3, steps=100, library="offrl"):
+        return {"suite": "x", "dataset": dataset, "algo": algo, "library": library, "seeds": seeds, "steps": steps,
+                "episodes": 10, "first_seed": 0, "score_mean": score, "score_std": 1.5, "per_seed": [score] * seeds,
+                "commit": "c", "date": "2026-12-01 10:00", "device": "cpu"}
+
+    rows = [row("a", "iql", 60.0), row("a", "iql", 90.0, seeds=1, steps=200), row("b", "iql", 70.0),
+            row("a", "iql", 55.0, seeds=1, library="d3rlpy"), row("b", "iql", 65.0, seeds=1, library="d3rlpy"),
+            row("a", "bc", 30.0), row("a", "td3bc", 50.0), row("b", "td3bc", -4.0)]
+    folder.mkdir(parents=True)
+    (folder / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def test_bench_chart_has_a_panel_per_dataset_and_a_colour_per_algorithm(tmp_path):
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgb
+
+    from offrl.bench import _lighter, algo_colours, draw_chart
+
+    many = [f"algo{i}" for i in range(30)]
+    for n in (3, 13, 20, 30):
+        assert len(set(algo_colours(many[:n]).values())) == n  # never the same colour twice
+    folder = tmp_path / "x"
+    _synthetic_rows(folder)
+    write_table(folder, "x")
+    fig = draw_chart(pool_seed_extensions(read_rows(folder)), "x")
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["a", "b"]
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == ["bc", "iql", "iql (d3rlpy)", "td3bc"]  # peer beside
+    plt.close(fig)
+    # In the PNG each algorithm's bars are its own colour, its peer's bars the lighter shade of it.
+    from PIL import Image
+
+    png = np.asarray(Image.open(folder / "table.png").convert("RGB")).astype(int)
+    assert png.shape[1] <= 1600
+    colours = algo_colours(["bc", "iql", "td3bc"])
+
+    def pixels(rgb):
+        return int(np.all(np.abs(png - np.round(np.array(rgb) * 255)) <= 1, axis=-1).sum())
+
+    for algo in ("bc", "iql", "td3bc"):
+        assert pixels(to_rgb(colours[algo])) > 500, algo
+    assert pixels(_lighter(colours["iql"])) > 100  # hatched: part of the bar is the hatch lines
+
+
+def test_bench_html_page_in_a_headless_browser(tmp_path):
+    """``table.html``: self-contained, one cell per (algorithm, dataset) with the mean row's choice of row, every
+    row in a details section; a browser renders it without console errors and shows the chart and the table."""
+    folder = tmp_path / "x"
+    rows = _synthetic_rows(folder)
+    write_table(folder, "x", html=True)
+    source = (folder / "table.html").read_text()
+    parts = browser.assert_self_contained(source)
+    assert len(parts.images) == 1
+    assert parts.images[0] == "data:image/png;base64," + base64.b64encode((folder / "table.png").read_bytes()).decode()
+    chart = browser.png_image(parts.images[0])
+    assert chart.shape[1] <= 1600
+    scores, every = parts.tables
+    assert scores == [["algorithm", "a", "b", "mean"],
+                      ["bc", "30.0 ± 1.5", "–", "–"],
+                      ["iql", "60.0 ± 1.5 (+1)", "70.0 ± 1.5", "65.0"],  # a: 3 seeds beat 1 seed at more updates
+                      ["iql (d3rlpy)", "55.0 ± 1.5", "65.0 ± 1.5", "60.0"],
+                      ["td3bc", "50.0 ± 1.5", "-4.0 ± 1.5", "23.0"]]
+    md_mean = (folder / "table.md").read_text().splitlines()[-1]
+    assert md_mean.endswith("| – | 65.0 | 23.0 | 60.0 |")  # the Markdown's mean row agrees (bc, iql, td3bc, iql (d3rlpy))
+    assert len(every) == 1 + len(rows) and every[0][:4] == ["algorithm", "dataset", "score", "budget (seeds × updates, …)"]
+    assert ["iql", "a", "90.0 ± 1.5", "1×200"] in [r[:4] for r in every]  # the other budget, in the details
+
+    shown = browser.render(folder / "table.html", tmp_path / "browser", width=1400, height=1400)
+    assert shown.console == []
+    rendered = browser.parse(shown.dom)
+    assert rendered.tables == parts.tables and rendered.images == parts.images
+    where = browser.locate(shown.screenshot, chart)  # the chart, pixel for pixel at its own size
+    assert where is not None, "the chart is not on the screenshot"
+    below = shown.screenshot[where[0] + chart.shape[0]:where[0] + chart.shape[0] + 250]
+    assert browser.ink_share(below) > 0.03  # the table under it
+
+
+def test_redraw_trains_nothing_and_writes_the_page(tmp_path, capsys):
+    rows = _synthetic_rows(tmp_path / "res" / "locomotion-cpu")
+    argv = ["bench", "locomotion-cpu", "--redraw", "--html", "--results", str(tmp_path / "res")]
+    assert main(argv) == 0
+    folder = tmp_path / "res" / "locomotion-cpu"
+    assert sorted(p.name for p in folder.iterdir()) == ["rows.jsonl", "table.csv", "table.html", "table.md", "table.png"]
+    assert read_rows(folder) == rows and "| a | 30.0 ± 1.5 (3×100) |" in capsys.readouterr().out
+    assert main(["bench", "maze-cpu", "--redraw", "--results", str(tmp_path / "res")]) == 2
+    assert "--redraw: " in capsys.readouterr().err and not (tmp_path / "res" / "maze-cpu").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from offrl.envs import make_env
 from offrl.evaluate import evaluate
 from offrl.logger import read_jsonl
 
+import browser
 from conftest import small_config
 
 
@@ -61,13 +64,21 @@ def test_fit_logs_q_estimate_and_realised_return(tmp_path):
     assert last["per_seed_discounted_return"][0] < 0  # Pendulum's rewards are negative
 
 
-def test_report_draws_one_figure_for_several_runs(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def small_runs(tmp_path_factory):
+    """Two tiny runs with evaluations: one with a critic (SAC), one without (BC)."""
     ds = offrl.load_dataset("pendulum-random")
+    folder = tmp_path_factory.mktemp("runs")
     runs = []
     for algo in ("sac_offline", "bc"):
         config = small_config(offrl.algos.get_algo(algo))
         runs.append(offrl.fit(config, ds, steps=200, chunk=100, eval_interval=100, eval_episodes=1,
-                              run_dir=tmp_path / algo, progress=False, plot=False).run_dir)
+                              run_dir=folder / algo, progress=False, plot=False).run_dir)
+    return runs
+
+
+def test_report_draws_one_figure_for_several_runs(small_runs, tmp_path, capsys):
+    runs = small_runs
     assert "q_estimate" in read_jsonl(runs[0] / "eval.jsonl")[0]
     assert "q_estimate" not in read_jsonl(runs[1] / "eval.jsonl")[0]  # BC has no critic
     out = tmp_path / "fig.png"
@@ -75,3 +86,45 @@ def test_report_draws_one_figure_for_several_runs(tmp_path, capsys):
     assert out.stat().st_size > 10_000
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "has no eval.jsonl" in capsys.readouterr().err
+
+
+def test_report_html_page_in_a_headless_browser(small_runs, tmp_path, capsys):
+    """`offrl report --html`: one self-contained page that a browser renders without console errors, with the
+    evaluation table, the over-estimation figure, the learning curves and the config of every run."""
+    out = tmp_path / "page" / "report.html"
+    assert main(["report", "--html", *map(str, small_runs), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {out}"
+    source = out.read_text()
+    parts = browser.assert_self_contained(source)
+    assert len(parts.images) == 3  # the over-estimation figure and one learning-curve figure per run
+    for uri in parts.images:
+        assert browser.png_image(uri).shape[1] >= 500
+    evaluation = parts.tables[0]
+    assert evaluation[0][:3] == ["run", "updates", "normalised score"]
+    last = [read_jsonl(r / "eval.jsonl")[-1] for r in small_runs]
+    assert [row[0] for row in evaluation[1:]] == ["sac_offline (pendulum-random)", "bc (pendulum-random)"]
+    for row, ev in zip(evaluation[1:], last):
+        assert row[1] == "200" and row[2] == f"{ev['normalized_score']:.1f} ± {ev['normalized_score_std']:.1f}"
+    assert evaluation[1][6] == f"{last[0]['q_estimate']:.2f}" and evaluation[2][6] == "–"  # BC has no critic
+    # each run's config: field by field (a field changed from its default shows the default) and as JSON
+    configs = [t for t in parts.tables if t[0] == ["field", "value", "default"]]
+    assert len(configs) == 2
+    assert ["batch_size", "32", "256"] in configs[0] and ["discount", "0.99", ""] in configs[0]
+    assert source.count('"algo": "sac_offline"') == 1 and source.count('"algo": "bc"') == 1
+
+    shown = browser.render(out, tmp_path / "browser")
+    assert shown.console == []
+    rendered = browser.parse(shown.dom)
+    assert rendered.tables[0] == evaluation and rendered.images == parts.images  # the browser built the same page
+    # The screenshot shows the evaluation table (text at the top) and the over-estimation figure, pixel for
+    # pixel as embedded; the same page without its figures, as a control, shows the text but almost no colour
+    # (the figures' lines and legends are the page's only coloured pixels).
+    assert browser.ink_share(shown.screenshot[:300]) > 0.02
+    figure = browser.png_image(parts.images[0])
+    where = browser.locate(shown.screenshot, figure)
+    assert where is not None and where[0] > 150, where  # below the title and the table
+    bare = tmp_path / "bare.html"
+    bare.write_text(re.sub(r"<img [^>]*>", "", source))
+    control = browser.render(bare, tmp_path / "browser-control")
+    assert control.console == [] and browser.locate(control.screenshot, figure) is None
+    assert browser.coloured_share(shown.screenshot) > 4 * browser.coloured_share(control.screenshot)

@@ -13,7 +13,8 @@ mean ± std, success rate where the env reports one, wall time, the budget it ra
 seeds, updates, episodes), the algorithm's config (ours), the command and the commit. The **table**
 (Markdown, CSV and a bar chart PNG beside the rows) shows the latest row of each (dataset, algorithm, library, budget),
 so runs made at different times and with different budgets sit side by side, each labelled with its
-budget. A row that already exists for the same budget and algorithm config is kept and not run
+budget. ``--html`` also writes ``table.html``, one self-contained page with one cell per (algorithm,
+dataset) and every row in a details section; ``--redraw`` trains nothing and redraws the tables. A row that already exists for the same budget and algorithm config is kept and not run
 again unless ``--rerun``; a row of another config (the defaults changed since, or ``--set``) is not
 reused: the run happens and its row sits beside the old one, which the table labels with the fields
 it ran with that differ from today's defaults (rows from before configs were recorded are never reused).
@@ -131,6 +132,11 @@ class BenchArgs:
     machine with ``--results``) that this one lacks, then redraw the table."""
     progress: bool = True
     """Show training progress."""
+    html: bool = False
+    """Also write ``table.html``: one self-contained page (no server, no network) with the chart and one cell per
+    (algorithm, dataset), every row and budget in a details section."""
+    redraw: bool = False
+    """Train nothing: redraw the tables (and with ``--html`` the page) from the stored rows."""
 
 
 def git_commit() -> str:
@@ -393,17 +399,188 @@ def _steps(n: int) -> str:
     return f"{n // 1000}k" if n % 1000 == 0 else f"{n:,}"
 
 
-def write_table(folder: Path, suite_name: str) -> Path:
-    """Markdown, CSV and PNG of the latest row per (dataset, algo, library, budget)."""
+def _budget(r: dict) -> str:
+    """A row's budget and what sets it apart: ``3×100k, pooled, beta=10.0``."""
+    return (f"{r['seeds']}×{_steps(r['steps'])}"
+            + (f", {_seed_range(r['first_seed'], r['seeds'])}" if r.get("first_seed") and not r.get("pooled") else "")
+            + (f", success {r['success_rate']:.2f}" if r.get("success_rate") is not None else "")
+            + (", pooled" if r.get("pooled") else "")
+            + (f", {diff}" if (diff := _config_diff(r, _defaults(r["algo"]))) else "")
+            + "".join(f", {k}={v}" for k, v in sorted((r.get("peer_overrides") or {}).items())))
+
+
+def _label(r: dict) -> str:
+    """A table column: the algorithm, and the library when it is a peer's."""
+    return r["algo"] + ("" if r["library"] == "offrl" else f" ({r['library']})")
+
+
+def _entries(rows: list[dict]) -> list[tuple[str, str, bool]]:
+    """(label, algorithm, is a peer's) of the chart's and the page's rows: algorithms by name, each with its
+    peers' rows right after it, so ``iql`` sits beside ``iql (d3rlpy)``."""
+    algos = sorted({r["algo"] for r in rows})
+    out = []
+    for algo in algos:
+        libraries = sorted({r["library"] for r in rows if r["algo"] == algo}, key=lambda lib: (lib != "offrl", lib))
+        out += [(_label({"algo": algo, "library": lib}), algo, lib != "offrl") for lib in libraries]
+    return out
+
+
+# Twenty distinct colours (matplotlib's tab10, then ten more that stand apart from it); past twenty
+# algorithms, evenly spaced hues. A peer's bars take its algorithm's colour, lighter and hatched.
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+           "#000075", "#800000", "#469990", "#f032e6", "#4f7a00", "#ffd700", "#000000", "#9a6324", "#6f4cff", "#ff4f6d")
+
+
+def algo_colours(algos: list[str]) -> dict[str, str]:
+    """One colour per algorithm, never the same twice."""
+    import colorsys
+
+    algos = sorted(set(algos))
+    if len(algos) <= len(PALETTE):
+        return dict(zip(algos, PALETTE))
+    rgb = [colorsys.hsv_to_rgb(i / len(algos), 0.75, 0.8 if i % 2 else 0.55) for i in range(len(algos))]
+    return {a: "#" + "".join(f"{round(255 * c):02x}" for c in col) for a, col in zip(algos, rgb)}
+
+
+def _lighter(colour: str, amount: float = 0.45) -> tuple[float, float, float]:
+    from matplotlib.colors import to_rgb
+
+    return tuple(c + (1 - c) * amount for c in to_rgb(colour))
+
+
+def draw_chart(rows: list[dict], suite_name: str):
+    """The bar chart of a table: one panel per dataset, a horizontal bar per algorithm (the cell's headline
+    row, mean ± std over seeds), each peer's bar under its algorithm's in the same colour, lighter and hatched."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    entries = _entries(rows)
+    colours = algo_colours([algo for _, algo, _ in entries])
+    ncols = max(1, min(3, len(datasets)))
+    nrows = -(-max(len(datasets), 1) // ncols)
+    height = 0.27 * max(len(entries), 1) + 1.1
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.8 + 4.3 * ncols, 0.7 + nrows * height), squeeze=False, sharey=True)
+    ys = np.arange(len(entries))
+    for k, ax in enumerate(axes.flat):
+        if k >= len(datasets):
+            ax.set_visible(False)
+            continue
+        dataset = datasets[k]
+        heads = [_headline([r for r in rows if r["dataset"] == dataset and _label(r) == label]) for label, _, _ in entries]
+        lows = [h["score_mean"] - h["score_std"] for h in heads if h]
+        highs = [h["score_mean"] + h["score_std"] for h in heads if h]
+        lo, hi = min([0.0, *lows]), max([100.0, *highs])
+        pad = 0.12 * (hi - lo)
+        ax.set_xlim(lo - (0.03 * (hi - lo) if lo < 0 else 0), hi + pad)
+        for y, (label, algo, peer), head in zip(ys, entries, heads):
+            if head is None:
+                ax.text(0, y, " no row", va="center", ha="left", fontsize=7, color="#999999")
+                continue
+            colour = colours[algo]
+            ax.barh(y, head["score_mean"], 0.78, xerr=head["score_std"], color=_lighter(colour) if peer else colour,
+                    edgecolor=colour, hatch="///" if peer else None, linewidth=0.8,
+                    error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#333333"})
+            ax.text(max(head["score_mean"] + head["score_std"], 0) + 0.01 * (hi - lo), y, f"{head['score_mean']:.1f}",
+                    va="center", ha="left", fontsize=7)
+        ax.axvline(0, color="#444444", lw=0.6)
+        ax.axvline(100, color="grey", lw=0.8, ls="--")
+        ax.set_title(dataset, fontsize=10)
+        ax.tick_params(axis="y", length=0, labelsize=8)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.grid(axis="x", color="#e6e6e6", lw=0.6)
+        ax.set_axisbelow(True)
+        if k // ncols == nrows - 1 or k + ncols >= len(datasets):
+            ax.set_xlabel("normalised score", fontsize=8)
+    axes[0, 0].set_yticks(ys, [label for label, _, _ in entries])
+    axes[0, 0].set_ylim(len(entries) - 0.4, -0.6)  # the first algorithm on top
+    if any(peer for _, _, peer in entries):
+        handles = [Patch(facecolor="#777777", edgecolor="#777777", label="offrl"),
+                   Patch(facecolor=_lighter("#777777"), edgecolor="#777777", hatch="///", label="peer library (same algorithm)")]
+        fig.legend(handles=handles, loc="upper right", fontsize=8, ncol=2, frameon=False)
+    fig.suptitle(f"offrl bench {suite_name}: normalised score, mean ± std over seeds (dashed: expert = 100)", fontsize=10,
+                 x=0.01, ha="left")
+    fig.tight_layout()  # leaves room for the title
+    return fig
+
+
+def write_html(folder: Path, suite_name: str, rows: list[dict]) -> Path:
+    """``table.html``: one static, self-contained page (no server, no network) with the chart (``table.png``
+    inline) and one cell per (algorithm, dataset): the row the mean and the chart use (:func:`_headline`);
+    every row with its budget in a details section below."""
+    import time
+
+    from offrl import htmlpage as H
+
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    entries = _entries(rows)
+    with_mean = len(datasets) > 1
+    cells, classes = [], []
+    for label, _, peer in entries:
+        line, means = [H.esc(label)], []
+        for d in datasets:
+            found = [r for r in rows if r["dataset"] == d and _label(r) == label]
+            head = _headline(found)
+            if head is None:
+                line.append('<span class="muted">–</span>')
+                continue
+            means.append(head["score_mean"])
+            more = len(found) - 1
+            line.append(f'<span title="{H.esc(_budget(head))}">{head["score_mean"]:.1f} '
+                        f'<span class="std">± {head["score_std"]:.1f}</span></span>'
+                        + (f' <span class="std" title="{more} other row{"s" if more > 1 else ""}: see every row below">'
+                           f'(+{more})</span>' if more else ""))
+        if with_mean:
+            line.append(f"{round(float(np.mean(means)), 1) + 0.0:.1f}" if len(means) == len(datasets) else '<span class="muted">–</span>')
+        cells.append(line)
+        classes.append("peer" if peer else "")
+    numeric = set(range(1, len(datasets) + 1 + with_mean))
+    main = H.table(["algorithm", *datasets, *(["mean"] if with_mean else [])], cells, numeric=numeric, row_classes=classes)
+
+    every, every_classes = [], []
+    for label, _, _ in entries:
+        for d in datasets:
+            found = sorted((r for r in rows if r["dataset"] == d and _label(r) == label), key=lambda r: (-r["seeds"], -r["steps"]))
+            head = _headline(found)
+            for r in found:
+                every.append([H.esc(label), H.esc(d), f'{r["score_mean"]:.1f} <span class="std">± {r["score_std"]:.1f}</span>',
+                              H.esc(_budget(r)), H.esc(r.get("episodes")), H.esc(" ".join(f"{v:.1f}" for v in r["per_seed"])),
+                              H.esc(r.get("seconds")), H.esc(r.get("device")), H.esc(r.get("date")), H.esc(r.get("commit"))])
+                every_classes.append("headline" if r is head else "")
+    details = H.table(["algorithm", "dataset", "score", "budget (seeds × updates, …)", "episodes", "per seed", "seconds",
+                       "device", "date", "commit"], every, numeric={2, 4, 6}, row_classes=every_classes)
+    suite = SUITES[suite_name].note if suite_name in SUITES else suite_name
+    body = [f"<h1>offrl bench {H.esc(suite_name)}</h1>",
+            f"<p class=\"note\">Suite: {H.esc(suite)}. Normalised score 100·(R − R_random)/(R_expert − R_random), "
+            f"mean ± std over seeds. {len(rows)} rows; written {time.strftime('%Y-%m-%d %H:%M')} from "
+            "<code>rows.jsonl</code> (commands and commits there and in <code>table.csv</code>).</p>",
+            H.img((folder / "table.png").read_bytes(), f"offrl bench {suite_name}: normalised score per dataset and algorithm"),
+            "<h2>Scores</h2>",
+            "<p class=\"note\">Each cell shows one row: run with today's default config, then the most seeds, then the most "
+            "updates (the rule of the chart and of the mean column; hover a score for its budget). \"(+N)\": N other rows "
+            "of the cell (other budgets or configs), listed below. Indented: a peer library's implementation of the "
+            "algorithm above it. Mean: over the datasets, when the algorithm has a row on each.</p>",
+            main,
+            f"<details><summary>Budgets and every row ({len(every)}; in bold, the row its cell shows)</summary>",
+            "<p class=\"note\">Budget: seeds × updates per seed; \"pooled\": seeds from rows run at different times "
+            "(<code>--first-seed</code>); <code>field=value</code>: a config field that differs from today's defaults "
+            "(a peer's: <code>--peer-set</code>).</p>", details, "</details>"]
+    return H.write_page(folder / "table.html", H.page(f"offrl bench {suite_name}", "\n".join(body)))
+
+
+def write_table(folder: Path, suite_name: str, html: bool = False) -> Path:
+    """Markdown, CSV and PNG (and with ``html``, a self-contained HTML page) of the latest row per
+    (dataset, algo, library, budget)."""
     latest: dict[tuple, dict] = {}
     for row in read_rows(folder):
         latest[budget_key(row)] = row
     rows = sorted(pool_seed_extensions(list(latest.values())), key=lambda r: (r["dataset"], r["library"] != "offrl", r["algo"], -r["steps"]))
     columns = list(dict.fromkeys(f"{r['algo']}" + ("" if r["library"] == "offrl" else f" ({r['library']})") for r in rows))
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-
-    def label(r):
-        return r["algo"] + ("" if r["library"] == "offrl" else f" ({r['library']})")
+    label = _label
 
     with (folder / "table.csv").open("w", newline="") as f:
         fields = ["dataset", "algo", "library", "score_mean", "score_std", "per_seed", "success_rate", "seeds", "steps",
@@ -429,13 +606,7 @@ def write_table(folder: Path, suite_name: str) -> Path:
                 text = f"{r['score_mean']:.1f} ± {r['score_std']:.1f}"
                 return f"**{text}**" if r is head else text
 
-            cells.append("<br>".join(f"{score(r)} ({r['seeds']}×{_steps(r['steps'])}"
-                                     + (f", {_seed_range(r['first_seed'], r['seeds'])}" if r.get("first_seed") and not r.get("pooled") else "")
-                                     + (f", success {r['success_rate']:.2f}" if r.get("success_rate") is not None else "")
-                                     + (", pooled" if r.get("pooled") else "")
-                                     + (f", {diff}" if (diff := _config_diff(r, _defaults(r["algo"]))) else "")
-                                     + "".join(f", {k}={v}" for k, v in sorted((r.get("peer_overrides") or {}).items())) + ")"
-                                     for r in found) or "–")
+            cells.append("<br>".join(f"{score(r)} ({_budget(r)})" for r in found) or "–")
         lines.append(f"| {d} | " + " | ".join(cells) + " |")
     if len(datasets) > 1:
         means = []
@@ -446,31 +617,13 @@ def write_table(folder: Path, suite_name: str) -> Path:
         lines.append("| **mean** (per cell: a row with today's defaults, then most seeds, then most updates) | " + " | ".join(means) + " |")
     (folder / "table.md").write_text("\n".join(lines) + "\n")
 
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(2.0 + 1.2 * len(datasets) * max(len(columns), 1) / 2, 3.6))
-    width = 0.8 / max(len(columns), 1)
-    for i, c in enumerate(columns):
-        xs, ms, ss = [], [], []
-        for j, d in enumerate(datasets):
-            found = [r for r in rows if r["dataset"] == d and label(r) == c]
-            if found:
-                xs.append(j + i * width)
-                best = _headline(found)
-                ms.append(best["score_mean"])
-                ss.append(best["score_std"])
-        ax.bar(xs, ms, width, yerr=ss, label=c, capsize=3)
-    ax.set_xticks(np.arange(len(datasets)) + width * (len(columns) - 1) / 2, datasets, fontsize=8)
-    ax.set_ylabel("normalised score")
-    ax.axhline(100, color="grey", lw=0.8, ls="--")
-    ax.legend(fontsize=8)
-    ax.set_title(f"offrl bench {suite_name}")
-    fig.tight_layout()
-    fig.savefig(folder / "table.png", dpi=110)
+    fig = draw_chart(rows, suite_name)
+    fig.savefig(folder / "table.png", dpi=100)
     plt.close(fig)
+    if html:
+        write_html(folder, suite_name, rows)
     return folder / "table.md"
 
 
@@ -480,11 +633,14 @@ def bench(args: BenchArgs, argv: list[str]) -> Path:
     if args.suite not in SUITES:
         raise ValueError(f"unknown suite {args.suite!r}; valid suites: {', '.join(SUITES)}")
     suite = SUITES[args.suite]
-    if args.merge:
+    if args.merge or args.redraw:
         folder = Path(args.results) / args.suite
-        added = merge_rows(folder, args.suite, Path(args.merge))
-        print(f"merged {added} new row(s) from {args.merge} into {folder / 'rows.jsonl'}", file=sys.stderr)
-        table = write_table(folder, args.suite)
+        if args.merge:
+            added = merge_rows(folder, args.suite, Path(args.merge))
+            print(f"merged {added} new row(s) from {args.merge} into {folder / 'rows.jsonl'}", file=sys.stderr)
+        elif not read_rows(folder):
+            raise ValueError(f"--redraw: {folder / 'rows.jsonl'} holds no rows; run the suite first (or pass --results)")
+        table = write_table(folder, args.suite, args.html)
         print(table.read_text())
         return table
     datasets = args.datasets.split(",") if args.datasets else list(suite.datasets)
@@ -533,9 +689,10 @@ def bench(args: BenchArgs, argv: list[str]) -> Path:
                "date": time.strftime("%Y-%m-%d %H:%M"), "command": command}
         append_row(folder, row)
         print(f"{dataset:>24} {algo:>12} ({library}): {mean:6.1f} ± {std:4.1f}  ({out['seconds']} s)", file=sys.stderr)
-    table = write_table(folder, args.suite)
+    table = write_table(folder, args.suite, args.html)
     print(table.read_text())
-    print(f"wrote {table}, {table.with_suffix('.csv')}, {table.with_suffix('.png')}", file=sys.stderr)
+    print(f"wrote {table}, {table.with_suffix('.csv')}, {table.with_suffix('.png')}"
+          + (f", {table.with_suffix('.html')}" if args.html else ""), file=sys.stderr)
     return table
 
 

@@ -5,9 +5,9 @@
     offrl eval CHECKPOINT [--episodes N]
     offrl algos
     offrl zoo train ENV [--env-steps N] | export RUN_DIR
-    offrl report RUN_DIR [RUN_DIR ...] [--out PNG]
+    offrl report RUN_DIR [RUN_DIR ...] [--out PNG] [--html]
     offrl finetune RUN_DIR [--env ENV] [--steps N] [--offline-ratio R | --symmetric]
-    offrl bench SUITE [--algos A,B] [--seeds N] [--steps N] [--datasets D1,D2] [--peer NAME]
+    offrl bench SUITE [--algos A,B] [--seeds N] [--steps N] [--datasets D1,D2] [--peer NAME] [--html] [--redraw]
     offrl data list | make NAME [--seed S] [--size N] | info NAME_OR_PATH | plot NAME_OR_PATH [--out PNG]
 
 Options of ``train`` come from typed dataclasses through tyro, so ``offrl train iql --help`` lists
