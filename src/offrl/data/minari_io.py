@@ -321,10 +321,10 @@ def _make_env(info: DatasetInfo):
     """The dataset's env (for the Minari env spec), or None when it cannot be made."""
     if not info.env_id:
         return None
-    from offrl.envs import make_env  # gymnasium.make, with offrl's own ids registered and MuJoCo's model warning dropped
+    from offrl.data.registry import builtins_package
 
-    try:
-        return make_env(info.env_id, info.env_kwargs)
+    try:  # offrl.envs.make_env through the layer above data: gymnasium.make, with offrl's own ids
+        return builtins_package().make_env(info.env_id, info.env_kwargs)  # registered, MuJoCo's model warning dropped
     except Exception as exc:  # noqa: BLE001 - unknown id, missing extra, bad kwargs: keep going
         warnings.warn(f"to_minari: cannot make env {info.env_id!r} ({type(exc).__name__}: "
                       f"{exc}); the Minari dataset gets no env spec (env_id still travels in "

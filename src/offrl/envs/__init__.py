@@ -1,7 +1,10 @@
-"""Environment construction, reference scores and normalised scores.
+"""Environment construction and normalised scores.
 
-The built-in datasets live in :mod:`offrl.envs.builtin` and the scripted controllers in
-:mod:`offrl.envs.pendulum`; neither is imported here, so ``import offrl.envs`` stays cheap.
+``offrl.envs`` holds environments and controllers only: offrl's own envs (PointMaze, :mod:`.maze`;
+the stitching gridworld MDP, :mod:`.gridworld`), scripted controllers (:mod:`.pendulum`,
+:mod:`.discrete`, the maze planner) and the behaviour-policy zoo (:mod:`.policies`). It imports
+nothing of ``offrl.data``, ``offrl.evaluate`` or ``offrl.checkpoint``; the datasets made with these
+envs live in :mod:`offrl.datasets`. No submodule is imported here, so ``import offrl.envs`` stays cheap.
 """
 
 from __future__ import annotations
