@@ -65,7 +65,7 @@ ONLINE_SCRIPT = r"""
 import hashlib, json, sys
 import jax, numpy as np
 from offrl.algos import get_algo, sac
-from offrl.envs.builtin import generate_pendulum
+from offrl.datasets.builtin import generate_pendulum
 from offrl.finetune import finetune
 from offrl.online import train_online
 from offrl.train import fit

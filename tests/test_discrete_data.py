@@ -270,7 +270,7 @@ def test_discrete_agent_evaluation_matches_a_manual_rollout(tmp_path):
 
     import offrl
     from offrl.algos import get_algo
-    from offrl.envs.discrete import generate_discrete
+    from offrl.datasets.discrete import generate_discrete
 
     ds = generate_discrete("cartpole", "expert", seed=0, size=3000)
     config = get_algo("bc_discrete").config_cls(hidden_dims=(32, 32), batch_size=64, actor_lr=3e-3)

@@ -8,7 +8,8 @@ import pytest
 
 from offrl.data.dataset import Dataset, DatasetError
 from offrl.data import registry
-from offrl.envs import builtin, make_env, normalized_score
+from offrl.datasets import builtin
+from offrl.envs import make_env, normalized_score
 from offrl.envs import pendulum as pend
 from offrl.evaluate import evaluate
 

@@ -16,7 +16,7 @@ import pytest
 
 from offrl.algos import iql
 from offrl.data.sampling import to_device
-from offrl.envs.builtin import generate_pendulum
+from offrl.datasets.builtin import generate_pendulum
 from offrl.finetune import finetune, regret_of
 from offrl.online import buffer_add, buffer_init, sample_mixed, _set_agent_extras
 from offrl.train import fit

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from offrl.data import registry
+from offrl.datasets import gridworld as GD
 from offrl.envs import gridworld as G
 
 
@@ -28,16 +29,16 @@ def _trajectories(ds):
 
 
 def test_no_trajectory_holds_both_s1_and_s9():
-    ds = G.gridworld_dataset(seed=0)
+    ds = GD.gridworld_dataset(seed=0)
     trajs = _trajectories(ds)
-    assert len(trajs) == G.DEFAULT_SIZE // 2
+    assert len(trajs) == GD.DEFAULT_SIZE // 2
     assert any(G.START_STATE in t for t in trajs) and any(G.GOAL_STATE in t for t in trajs)
     for t in trajs:
         assert not (G.START_STATE in t and G.GOAL_STATE in t), t
 
 
 def test_union_of_transitions_connects_s1_to_s9():
-    ds = G.gridworld_dataset(seed=3, size=30)
+    ds = GD.gridworld_dataset(seed=3, size=30)
     s, s2 = G.state_of(ds.observations), G.state_of(ds.next_observations)
     graph = collections.defaultdict(set)
     for a, b in zip(s.tolist(), s2.tolist()):
@@ -60,7 +61,7 @@ def test_union_of_transitions_connects_s1_to_s9():
 
 
 def test_dataset_fields_and_determinism():
-    ds = G.gridworld_dataset(seed=0, size=31)
+    ds = GD.gridworld_dataset(seed=0, size=31)
     assert ds.observations.shape == (31, 9) and ds.actions.shape == (31, 1)
     assert ds.info.metadata["discrete_actions"] == 4 and ds.info.env_id is None
     assert set(np.unique(ds.actions).tolist()) <= {0.0, 1.0, 2.0, 3.0}
@@ -73,9 +74,9 @@ def test_dataset_fields_and_determinism():
     for o, a, r, o2 in zip(G.state_of(ds.observations), ds.actions[:, 0], ds.rewards,
                            G.state_of(ds.next_observations)):
         assert G.step(int(o), int(a))[:2] == (int(o2), float(r))
-    again = G.gridworld_dataset(seed=0, size=31)
+    again = GD.gridworld_dataset(seed=0, size=31)
     np.testing.assert_array_equal(ds.observations, again.observations)
-    other = G.gridworld_dataset(seed=1, size=31)
+    other = GD.gridworld_dataset(seed=1, size=31)
     assert not np.array_equal(ds.observations, other.observations)
 
 
@@ -109,4 +110,4 @@ def test_in_sample_values_recover_the_optimum_along_the_stitched_path():
 def test_gridworld_dataset_is_built_in(scratch_registry):
     assert "gridworld-stitch" in registry.list_datasets()
     ds = registry._REGISTRY["gridworld-stitch"][0](seed=0, size=None)
-    assert len(ds) == G.DEFAULT_SIZE
+    assert len(ds) == GD.DEFAULT_SIZE

@@ -13,9 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from offrl.envs import locomotion, make_env
+from offrl.datasets import locomotion
+from offrl.envs import make_env
 from offrl.envs import policies as zoo
 from offrl.nets import TanhGaussianActor
+from offrl.zoo import save_zoo_policy
 
 ENV = "Hopper-v5"
 
@@ -31,7 +33,7 @@ def fake_zoo(tmp_path, monkeypatch):
     folder = tmp_path / "zoo" / ENV
     for i, role in enumerate(["expert", "medium", "series-00", "series-01"]):
         _, params = actor_params(i)
-        zoo.save_zoo_policy(folder / f"{role}.msgpack", params, {"role": role, "env": ENV, "env_steps": 1000 * i,
+        save_zoo_policy(folder / f"{role}.msgpack", params, {"role": role, "env": ENV, "env_steps": 1000 * i,
                                                                   "return_mean": 10.0 * i, "policy_file": f"{role}.msgpack"})
     refs = {"env": ENV, "random": {"return_mean": -20.0}, "expert": {"return_mean": 3000.0}}
     (folder / "references.json").write_text(json.dumps(refs))
@@ -43,7 +45,7 @@ def fake_zoo(tmp_path, monkeypatch):
 def test_zoo_policy_file_matches_the_flax_actor(tmp_path):
     """The numpy forward pass of a saved policy equals TanhGaussianActor.apply on the same parameters."""
     actor, params = actor_params(3)
-    zoo.save_zoo_policy(tmp_path / "p.msgpack", params, {"env": ENV})
+    save_zoo_policy(tmp_path / "p.msgpack", params, {"env": ENV})
     policy = zoo.load_zoo_policy_file(tmp_path / "p.msgpack")
     obs = np.random.default_rng(0).normal(size=(7, 11)).astype(np.float32)
     mean, log_std = actor.apply(params, jnp.asarray(obs))

@@ -8,6 +8,7 @@ import pytest
 pytest.importorskip("gymnasium_robotics")
 
 from offrl.data import registry  # noqa: E402
+from offrl.datasets import maze as MD  # noqa: E402
 from offrl.envs import make_env  # noqa: E402
 from offrl.envs import maze as M  # noqa: E402
 from offrl.evaluate import evaluate  # noqa: E402
@@ -49,7 +50,7 @@ def _cells(maze: str, xy: np.ndarray) -> set[tuple[int, int]]:
 @pytest.mark.parametrize("maze", sorted(M.MAZES))
 def test_maps_match_the_env_and_ids_are_registered(maze):
     spec = M.MAZES[maze]
-    env = make_env(spec.env_id, M._eval_env_kwargs(maze, "sparse"))
+    env = make_env(spec.env_id, MD._eval_env_kwargs(maze, "sparse"))
     try:
         assert env.unwrapped.maze.maze_map == [list(r) for r in spec.maze_map]
         assert env.spec.max_episode_steps == spec.episode_length
@@ -91,7 +92,7 @@ def test_planner_reaches_the_goal_from_every_umaze_cell_and_sampled_medium_cells
             free = [free[i] for i in rng.choice(len(free), cells, replace=False)]
         for cell in free:
             start = np.array(planner.cell_center(cell)) + rng.uniform(-0.25, 0.25, 2)
-            for noise in (0.0, M.BEHAVIOUR_NOISE):
+            for noise in (0.0, MD.BEHAVIOUR_NOISE):
                 assert _reach(maze, start, spec.goal_cell, noise, rng), (maze, cell, noise)
 
 
@@ -99,42 +100,42 @@ def test_evaluate_with_the_planner_succeeds_and_matches_the_reference_rollouts()
     maze, spec = "umaze", M.MAZES["umaze"]
     for reward_type in ("sparse", "dense"):
         res = evaluate(M.planner_policy(maze), spec.env_id, episodes=2, seed=0,
-                       env_kwargs=M._eval_env_kwargs(maze, reward_type))[0]
+                       env_kwargs=MD._eval_env_kwargs(maze, reward_type))[0]
         assert res["success_rate"] == 1.0
         assert res["length_mean"] == spec.episode_length
-        ref = M._reference_positions(maze)["planner"][:2]
+        ref = MD._reference_positions(maze)["planner"][:2]
         expected = M._rewards(ref, np.array(M._planner(maze).cell_center(spec.goal_cell)), reward_type)
         np.testing.assert_allclose(res["returns"], expected.sum(axis=1), rtol=1e-9)
-    scores = M.maze_reference_scores(maze, "sparse")
+    scores = MD.maze_reference_scores(maze, "sparse")
     assert scores["ref_min_score"] == 0.0 and scores["ref_max_score"] > 150.0
-    assert scores["ref_max_success_rate"] == 1.0 and scores["episodes"] == M.REFERENCE_EPISODES
+    assert scores["ref_max_success_rate"] == 1.0 and scores["episodes"] == MD.REFERENCE_EPISODES
 
 
 # -- datasets ------------------------------------------------------------------------------------
 
 
 def test_generation_is_deterministic_and_sparse_dense_share_the_stream():
-    a = M.generate_maze("umaze", "sparse", seed=0, size=700)
-    b = M.generate_maze("umaze", "sparse", seed=0, size=700)
+    a = MD.generate_maze("umaze", "sparse", seed=0, size=700)
+    b = MD.generate_maze("umaze", "sparse", seed=0, size=700)
     for k, v in a.arrays().items():
         np.testing.assert_array_equal(v, b.arrays()[k], err_msg=k)
-    c = M.generate_maze("umaze", "sparse", seed=1, size=700)
+    c = MD.generate_maze("umaze", "sparse", seed=1, size=700)
     assert not np.array_equal(a.observations, c.observations)
-    d = M.generate_maze("umaze", "dense", seed=0, size=700)
+    d = MD.generate_maze("umaze", "dense", seed=0, size=700)
     np.testing.assert_array_equal(a.observations, d.observations)
     np.testing.assert_array_equal(a.actions, d.actions)
     goal = np.array(M._planner("umaze").cell_center(M.MAZES["umaze"].goal_cell))
     dist = np.linalg.norm(a.next_observations[:, :2].astype(np.float64) - goal, axis=1)
     np.testing.assert_array_equal(a.rewards, (dist <= M.GOAL_RADIUS).astype(np.float32))
     np.testing.assert_allclose(d.rewards, np.exp(-dist), rtol=1e-5)
-    s = M.generate_maze("umaze", "stitch", seed=0, size=500)
-    t = M.generate_maze("umaze", "stitch", seed=0, size=500)
+    s = MD.generate_maze("umaze", "stitch", seed=0, size=500)
+    t = MD.generate_maze("umaze", "stitch", seed=0, size=500)
     for k, v in s.arrays().items():
         np.testing.assert_array_equal(v, t.arrays()[k], err_msg=k)
 
 
 def test_navigate_data_is_one_stream_cut_by_timeouts():
-    ds = M.generate_maze("umaze", "sparse", seed=0, size=1000)
+    ds = MD.generate_maze("umaze", "sparse", seed=0, size=1000)
     assert len(ds) == 1000 and not ds.terminals.any()
     np.testing.assert_array_equal(np.flatnonzero(ds.timeouts), [299, 599, 899, 999])
     # one stream: the successor of every step (episode cuts included) is the next observation
@@ -152,11 +153,11 @@ def test_navigate_data_is_one_stream_cut_by_timeouts():
 @pytest.mark.parametrize("maze,size", [("umaze", 4000), ("medium", 3000)])
 def test_stitch_segments_never_hold_both_start_and_goal(maze, size):
     spec = M.MAZES[maze]
-    ds = M.generate_maze(maze, "stitch", seed=0, size=size)
+    ds = MD.generate_maze(maze, "stitch", seed=0, size=size)
     assert len(ds) == size and not ds.terminals.any() and ds.timeouts[-1] == 1
     assert ds.info.env_kwargs["reward_type"] == "sparse"
     lengths = ds.episode_lengths()
-    assert lengths.max() <= M.STITCH_MAX_STEPS and ds.num_episodes > 20
+    assert lengths.max() <= MD.STITCH_MAX_STEPS and ds.num_episodes > 20
     touches_start = touches_goal = 0
     for e in range(ds.num_episodes):
         sl = ds.episode_id == e
@@ -179,7 +180,7 @@ def test_maze_datasets_are_built_in(scratch_registry):
     assert ds.info.name == "maze-medium-dense" and len(ds) == 300
     assert ds.info.env_kwargs["reward_type"] == "dense"
     with pytest.raises(Exception, match="already registered"):
-        M.register_maze_datasets(registry.register_dataset)  # names are unique
+        MD.register_maze_datasets(registry.register_dataset)  # names are unique
 
 
 def test_maze_plot_shows_positions_on_the_map(tmp_path):
@@ -187,7 +188,7 @@ def test_maze_plot_shows_positions_on_the_map(tmp_path):
 
     from offrl.data.inspect import plot_returns
 
-    ds = M.generate_maze("umaze", "stitch", seed=0, size=500)
+    ds = MD.generate_maze("umaze", "stitch", seed=0, size=500)
     assert M.maze_of_env_id(ds.info.env_id) == "umaze" and M.maze_of_env_id("Pendulum-v1") is None
     path = plot_returns(ds, tmp_path / "maze.png")
     height, width = mpimg.imread(path).shape[:2]

@@ -15,6 +15,7 @@ from offrl.algos import DataSpec, get_algo
 from offrl.algos.registry import Algo
 from offrl.checkpoint import CheckpointError, load_checkpoint
 from offrl.data import DatasetInfo, Transforms
+from offrl.data.spaces import flatten_observations
 
 
 @dataclass
@@ -56,15 +57,16 @@ class Agent:
     def act(self, observations, seed_index: int = 0, deterministic: bool = True) -> np.ndarray:
         """Actions in env units for one observation (obs_dim,) or a batch (B, obs_dim).
 
+        When the dataset's observations were flattened from a structured space (a ``Dict``, say:
+        ``dataset_info.obs_layout``), the env's raw observation is accepted too (a dict, or a dict
+        of arrays with a leading batch axis, or a list of dicts) and flattened as the dataset was.
+
         Continuous agents return float32 actions (act_dim,) or (B, act_dim) inside the env's
         bounds; discrete agents return int64 action indices in [0, num_actions): an ``np.int64``
         for one observation, an array (B,) for a batch.
         """
-        obs = np.asarray(observations, np.float32)
+        obs, single = flatten_observations(self.dataset_info.obs_layout, observations)
         obs_dim = self.meta["spec"]["obs_dim"]
-        single = obs.ndim == 1
-        if single:
-            obs = obs[None]
         if obs.ndim != 2 or obs.shape[-1] != obs_dim:
             raise ValueError(
                 f"observations must have shape ({obs_dim},) or (batch, {obs_dim}); got {np.shape(observations)}"

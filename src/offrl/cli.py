@@ -289,7 +289,7 @@ def cmd_eval(argv: list[str]) -> int:
         policy, env_id, episodes=args.episodes, num_policies=n, seed=args.seed,
         env_kwargs=(info.env_kwargs or None) if args.env is None else None,
         ref_min_score=info.ref_min_score if args.env is None else None,
-        ref_max_score=info.ref_max_score if args.env is None else None,
+        ref_max_score=info.ref_max_score if args.env is None else None, obs_layout=info.obs_layout,
     )
     _print_summary(Path(args.checkpoint), results, f"{agent.algo.name} at {agent.step:,} updates on {env_id}")
     return 0

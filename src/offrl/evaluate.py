@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from offrl.data.spaces import flatten_observations, space_layout
 from offrl.envs import make_env, normalized_score
 
 __all__ = ["evaluate", "Policy"]
@@ -36,6 +37,7 @@ def evaluate(
     max_episode_steps: int | None = None,
     discount: float | None = None,
     reward_transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    obs_layout: Mapping[str, Any] | None = None,
 ) -> list[dict]:
     """Run ``episodes`` episodes for each of ``num_policies`` policies evaluated in one batch.
 
@@ -56,6 +58,11 @@ def evaluate(
     ``discount``: ``discounted_returns`` (per episode) and ``discounted_return_mean``, the sum of
     ``discount**t * reward_transform(r_t)`` (``reward_transform`` defaults to the identity; pass an
     algorithm's reward scaling to compare with its critic).
+
+    An env whose observations are not flat vectors (a ``Dict`` space, say) is flattened with
+    ``obs_layout`` (the dataset's ``DatasetInfo.obs_layout``, so the policy sees rows like the
+    dataset's), or, without one, with the layout of the env's own observation space (the
+    flattening the Minari loader applies to a ``Dict``/``Tuple`` space).
     """
     import gymnasium as gym
 
@@ -74,8 +81,16 @@ def evaluate(
         if not discrete and not isinstance(space, gym.spaces.Box):
             raise ValueError(f"unsupported action space {space} (need Box or Discrete)")
 
+        layout = obs_layout
+        obs_space = envs[0].observation_space
+        if layout is None and isinstance(obs_space, (gym.spaces.Dict, gym.spaces.Tuple)):
+            layout = space_layout(obs_space)  # other spaces: reshaped to a row, as always
+
+        def flat(o) -> np.ndarray:
+            return flatten_observations(layout, o)[0].reshape(-1)
+
         first = [env.reset(seed=int(seed) + (i % episodes))[0] for i, env in enumerate(envs)]
-        obs = np.stack([np.asarray(o, dtype=np.float32).reshape(-1) for o in first])
+        obs = np.stack([flat(o) for o in first])
         initial = obs.copy()
         returns = np.zeros(n, dtype=np.float64)
         discounted = np.zeros(n, dtype=np.float64)
@@ -91,7 +106,7 @@ def evaluate(
             )
             for i in np.flatnonzero(~done):
                 o, r, terminated, truncated, info = envs[i].step(actions[i])
-                obs[i] = np.asarray(o, dtype=np.float32).reshape(-1)
+                obs[i] = flat(o)
                 returns[i] += float(r)
                 if discount is not None:
                     discounted[i] += weight[i] * float(reward_transform(np.float64(r)) if reward_transform else r)

@@ -396,7 +396,7 @@ def fit(
             lambda obs: policy(states, obs), dataset.info.env_id, episodes=eval_episodes, num_policies=seeds,
             seed=10_000, env_kwargs=dataset.info.env_kwargs or None,
             ref_min_score=dataset.info.ref_min_score, ref_max_score=dataset.info.ref_max_score,
-            discount=discount, reward_transform=transforms.scale_rewards,
+            discount=discount, reward_transform=transforms.scale_rewards, obs_layout=dataset.info.obs_layout,
         )
         row = _summarise_eval(results, step)
         if discount is not None:  # the over-estimation diagnostic (offrl report RUN_DIR draws it)

@@ -206,6 +206,24 @@ def _evaluate_policy(env_id: str, act, episodes: int) -> dict:
             "eval_seed": REFERENCE_SEED, "eval_policy": "deterministic", "returns": [round(r, 4) for r in res["returns"]]}
 
 
+def save_zoo_policy(path: Path, params: dict, card: dict) -> None:
+    """Write ``path`` (.msgpack, the actor parameters) and its ``.json`` card, each atomically
+    (the zoo policy file format of :mod:`offrl.envs.policies`, which reads them)."""
+    import json
+
+    import numpy as np
+    from flax import serialization
+
+    from offrl.checkpoint import atomic_write_bytes
+    from offrl.envs.policies import params_to_layers
+
+    layers = params_to_layers(params)
+    tree = {f"Dense_{i}": {"kernel": np.asarray(k, np.float32), "bias": np.asarray(b, np.float32)}
+            for i, (k, b) in enumerate(layers)}
+    atomic_write_bytes(path, serialization.msgpack_serialize({"format": "offrl-zoo-policy", "layers": tree}))
+    atomic_write_bytes(path.with_suffix(".json"), (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+
+
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, episodes: int = 100,
                expert_candidates: int = 3, medium_target: float = 1 / 3, series: int = 5, log=print) -> Path:
     """Select and write a run's expert, medium and series policies (see the module docstring)."""
@@ -216,7 +234,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
 
     from offrl import __version__
     from offrl.checkpoint import load_checkpoint
-    from offrl.envs.policies import ZOO_DIR, ZooPolicy, params_to_layers, save_zoo_policy
+    from offrl.envs.policies import ZOO_DIR, ZooPolicy, params_to_layers
 
     run_dir = Path(run_dir)
     cards = sorted((json.loads(p.read_text()) for p in run_dir.glob("policy-*.json")), key=lambda c: c["env_steps"])

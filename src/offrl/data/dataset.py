@@ -102,6 +102,10 @@ class DatasetInfo:
         num_actions: number of discrete actions K, or None for continuous (Box) actions. A
             discrete dataset stores ``actions`` as int32 indices in ``[0, K)`` of shape (N,)
             and has no action bounds.
+        obs_layout: how the env's raw observations (a dict, say) were flattened to the rows of
+            ``observations`` (a layout of :mod:`offrl.data.spaces`: key order and shapes), or None
+            when the env's observations are already flat vectors. Evaluation and ``Agent.act``
+            flatten the env's observations with it.
     """
 
     name: str = ""
@@ -113,6 +117,7 @@ class DatasetInfo:
     ref_max_score: float | None = None
     metadata: dict = field(default_factory=dict)
     num_actions: int | None = None
+    obs_layout: dict | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "num_actions", _as_num_actions(self.num_actions))
@@ -132,6 +137,12 @@ class DatasetInfo:
         object.__setattr__(self, "metadata", dict(self.metadata or {}))
         _check_json(self.env_kwargs, "env_kwargs")
         _check_json(self.metadata, "metadata")
+        if self.obs_layout is not None:
+            _check_json(self.obs_layout, "obs_layout")
+            if not isinstance(self.obs_layout, Mapping) or "type" not in self.obs_layout:
+                raise _error("info.obs_layout", f"is {self.obs_layout!r}, not a layout",
+                             "leave it None or set it with offrl.data.spaces.space_layout(space)")
+            object.__setattr__(self, "obs_layout", json.loads(json.dumps(self.obs_layout)))
 
     @property
     def is_discrete(self) -> bool:
@@ -139,13 +150,16 @@ class DatasetInfo:
         return self.num_actions is not None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (tuples become lists; ``num_actions`` only when discrete)."""
+        """A JSON-serialisable dict (tuples become lists; ``num_actions`` only when discrete,
+        ``obs_layout`` only when set)."""
         out = dataclasses.asdict(self)
         for name in ("action_low", "action_high"):
             if out[name] is not None:
                 out[name] = list(out[name])
         if out["num_actions"] is None:  # continuous: the JSON of earlier versions, unchanged
             del out["num_actions"]
+        if out["obs_layout"] is None:  # flat observations: the JSON of earlier versions, unchanged
+            del out["obs_layout"]
         return out
 
     @classmethod

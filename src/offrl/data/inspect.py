@@ -73,11 +73,9 @@ def dataset_summary(dataset: Dataset) -> dict[str, Any]:
         "ref_max_score": info.ref_max_score,
         "normalized_score": None,
     }
-    if _has_refs(dataset):
-        from offrl.envs import normalized_score  # lazy: offrl.data does not import envs eagerly
-
-        summary["normalized_score"] = _stats(
-            normalized_score(returns, info.ref_min_score, info.ref_max_score))
+    if _has_refs(dataset):  # offrl.envs.normalized_score's formula (offrl.data imports no envs)
+        lo, hi = info.ref_min_score, info.ref_max_score
+        summary["normalized_score"] = _stats(100.0 * (np.asarray(returns, np.float64) - lo) / (hi - lo))
     return summary
 
 
@@ -94,16 +92,16 @@ def plot_returns(dataset: Dataset, path: str | os.PathLike, *, bins: int | None 
     returns = dataset.episode_returns()
     if bins is None:
         bins = int(np.clip(np.sqrt(len(returns)), 10, 50))
-    maze = None
+    panel = None
     if dataset.info.env_id and dataset.info.env_id.startswith("offrl/PointMaze"):
-        from offrl.envs.maze import draw_positions, maze_of_env_id  # lazy: data does not import envs at load
+        from offrl.data.registry import builtins_package  # the layer that knows the mazes
 
-        maze = maze_of_env_id(dataset.info.env_id)
-    fig = Figure(figsize=(13, 4.6) if maze else (7, 4), dpi=110)
+        panel = builtins_package().position_panel(dataset)
+    fig = Figure(figsize=(13, 4.6) if panel else (7, 4), dpi=110)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 2, 1) if maze else fig.add_subplot()
-    if maze:  # mazes: the visited positions on the maze map beside the returns
-        draw_positions(fig.add_subplot(1, 2, 2), dataset, maze)
+    ax = fig.add_subplot(1, 2, 1) if panel else fig.add_subplot()
+    if panel:  # mazes: the visited positions on the maze map beside the returns
+        panel(fig.add_subplot(1, 2, 2))
     ax.hist(returns, bins=bins, color="tab:blue", alpha=0.75, edgecolor="white")
     ax.axvline(returns.mean(), color="black", lw=1.5, label=f"mean {returns.mean():.1f}")
     info = dataset.info

@@ -25,7 +25,9 @@ Conversion rules (Minari stores ``T + 1`` observations for an episode of ``T`` s
   non-zero ``start``, ``MultiDiscrete``, multi-dimensional ``Box``) are flattened exactly as
   ``gymnasium.spaces.flatten(space, x)`` does (``Dict`` in the space's key order, discrete values
   one-hot), vectorised over the episode; ``Text``/``Graph``/``Sequence`` spaces are rejected. The
-  original spaces are recorded as strings in ``info.metadata``;
+  original spaces are recorded as strings in ``info.metadata``, and the observations' flattening
+  (key order, shapes) in ``info.obs_layout``, so evaluation and ``Agent.act`` flatten the env's
+  raw observations alike (``offrl.data.spaces``);
 * ``env_id``/``env_kwargs`` come from the dataset's evaluation env spec when it has one, else
   from the collection env spec (``max_episode_steps`` is kept in ``env_kwargs`` when it differs
   from the registered one); ``action_low/high`` from a ``Box`` action space with finite bounds;
@@ -55,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from offrl.data.dataset import Dataset, DatasetError, DatasetInfo
+from offrl.data.spaces import flatten_batch, space_layout
 
 __all__ = ["MINARI_PREFIX", "from_minari", "load_minari_name", "to_minari"]
 
@@ -95,38 +98,11 @@ def _minari_root() -> Path:
 
 def _flatten_batch(space: Any, values: Any, n: int, what: str) -> np.ndarray:
     """``np.stack([gymnasium.spaces.flatten(space, v) for v in values])`` without the loop."""
-    from gymnasium import spaces
-
-    if isinstance(space, (spaces.Box, spaces.MultiBinary)):
-        arr = np.asarray(values)
-        if arr.shape[:1] != (n,):
-            raise DatasetError(f"field '{what}': has {arr.shape[:1]} rows, expected {n}. Fix: "
-                               "the Minari dataset is malformed; remake it")
-        return arr.reshape(n, -1)
-    if isinstance(space, spaces.Discrete):
-        idx = np.asarray(values, dtype=np.int64).reshape(n) - int(space.start)
-        out = np.zeros((n, int(space.n)), dtype=np.float32)
-        out[np.arange(n), idx] = 1.0
-        return out
-    if isinstance(space, spaces.MultiDiscrete):
-        nvec = np.asarray(space.nvec).reshape(-1)
-        start = np.asarray(space.start).reshape(-1)
-        idx = np.asarray(values, dtype=np.int64).reshape(n, -1) - start
-        offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]])
-        out = np.zeros((n, int(nvec.sum())), dtype=np.float32)
-        out[np.arange(n)[:, None], offsets + idx] = 1.0
-        return out
-    if isinstance(space, spaces.Dict):
-        parts = [_flatten_batch(sub, values[key], n, f"{what}.{key}")
-                 for key, sub in space.spaces.items()]
-        return np.concatenate([p.astype(np.float64) for p in parts], axis=1)
-    if isinstance(space, spaces.Tuple):
-        parts = [_flatten_batch(sub, values[i], n, f"{what}[{i}]")
-                 for i, sub in enumerate(space.spaces)]
-        return np.concatenate([p.astype(np.float64) for p in parts], axis=1)
-    raise DatasetError(f"field '{what}': the Minari space {space} cannot be flattened to a fixed "
-                       "size vector. Fix: offrl supports Box, Discrete, MultiDiscrete, "
-                       "MultiBinary and Dict/Tuple of those")
+    try:
+        layout = space_layout(space)
+    except DatasetError as exc:
+        raise DatasetError(f"field '{what}': {exc}") from None
+    return flatten_batch(layout, values, n, what)
 
 
 def _is_flat(space: Any) -> bool:
@@ -242,6 +218,7 @@ def _info_from_minari(mds: Any, meta: dict, obs_space: Any, act_space: Any) -> D
     return DatasetInfo(name=mds.id, env_id=env_id, env_kwargs=env_kwargs, action_low=low,
                        action_high=high,
                        num_actions=int(act_space.n) if _is_index_space(act_space) else None,
+                       obs_layout=None if _is_flat(obs_space) else space_layout(obs_space),
                        ref_min_score=None if ref_min is None else float(ref_min),
                        ref_max_score=None if ref_max is None else float(ref_max),
                        metadata=metadata)
@@ -344,10 +321,10 @@ def _make_env(info: DatasetInfo):
     """The dataset's env (for the Minari env spec), or None when it cannot be made."""
     if not info.env_id:
         return None
-    from offrl.envs import make_env  # gymnasium.make, with offrl's own ids registered and MuJoCo's model warning dropped
+    from offrl.data.registry import builtins_package
 
-    try:
-        return make_env(info.env_id, info.env_kwargs)
+    try:  # offrl.envs.make_env through the layer above data: gymnasium.make, with offrl's own ids
+        return builtins_package().make_env(info.env_id, info.env_kwargs)  # registered, MuJoCo's model warning dropped
     except Exception as exc:  # noqa: BLE001 - unknown id, missing extra, bad kwargs: keep going
         warnings.warn(f"to_minari: cannot make env {info.env_id!r} ({type(exc).__name__}: "
                       f"{exc}); the Minari dataset gets no env spec (env_id still travels in "

@@ -4,14 +4,19 @@
 name, in which case the dataset is loaded from ``$OFFRL_HOME/datasets/NAME[-seedS].hdf5``
 (default ``~/.offrl``), generated and atomically saved on first use.
 
-The built-in makers (``offrl.envs.builtin``) are registered lazily, on the first call that needs
-the registry, so that ``offrl.data`` never imports ``offrl.envs`` at module import time.
+The built-in datasets are made by the layer above (:data:`BUILTINS_PACKAGE`, ``offrl.datasets``:
+generators, reference scores, built-in names). ``offrl.data`` imports nothing of it, nor of
+``offrl.envs``: the first call that needs the registry imports that package by name and lets it
+register its makers (:func:`builtins_package`), so ``import offrl.data`` alone resolves built-in
+names and the import graph of offrl's packages has no cycle (``tests/test_layering.py``).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
 from offrl.data.dataset import Dataset, DatasetError
@@ -26,28 +31,25 @@ _REGISTRY: dict[str, tuple[Maker, str]] = {}
 _BUILTINS_LOADED = False
 _FILE_SUFFIXES = (".hdf5", ".h5", ".npz")
 
+#: The package that makes the built-in datasets; it provides ``register_builtin_datasets(add)``,
+#: ``make_env(env_id, env_kwargs)`` and ``position_panel(dataset)``. Imported by name, on first use.
+BUILTINS_PACKAGE = "offrl.datasets"
+
+
+def builtins_package() -> ModuleType:
+    """The dataset-generation layer above ``offrl.data`` (:data:`BUILTINS_PACKAGE`), imported on first use."""
+    return importlib.import_module(BUILTINS_PACKAGE)
+
 
 def _ensure_builtins() -> None:
     global _BUILTINS_LOADED
     if _BUILTINS_LOADED:
         return
-    from offrl.envs.builtin import BUILTIN_DATASETS  # lazy: avoids a data -> envs import cycle
-
-    from offrl.envs.discrete import register_discrete_datasets
-    from offrl.envs.gridworld import register_gridworld_datasets
-    from offrl.envs.locomotion import register_locomotion_datasets
-    from offrl.envs.maze import register_maze_datasets
-
-    for name, (maker, description) in BUILTIN_DATASETS.items():
-        _REGISTRY.setdefault(name, (maker, description))
 
     def add(name: str, maker: Maker, description: str) -> None:  # not register_dataset: it would recurse here
         _REGISTRY.setdefault(name, (maker, description))
 
-    register_maze_datasets(add)
-    register_discrete_datasets(add)
-    register_gridworld_datasets(add)
-    register_locomotion_datasets(add)
+    builtins_package().register_builtin_datasets(add)
     _BUILTINS_LOADED = True
 
 

@@ -1,7 +1,10 @@
-"""Environment construction, reference scores and normalised scores.
+"""Environment construction and normalised scores.
 
-The built-in datasets live in :mod:`offrl.envs.builtin` and the scripted controllers in
-:mod:`offrl.envs.pendulum`; neither is imported here, so ``import offrl.envs`` stays cheap.
+``offrl.envs`` holds environments and controllers only: offrl's own envs (PointMaze, :mod:`.maze`;
+the stitching gridworld MDP, :mod:`.gridworld`), scripted controllers (:mod:`.pendulum`,
+:mod:`.discrete`, the maze planner) and the behaviour-policy zoo (:mod:`.policies`). It imports
+nothing of ``offrl.data``, ``offrl.evaluate`` or ``offrl.checkpoint``; the datasets made with these
+envs live in :mod:`offrl.datasets`. No submodule is imported here, so ``import offrl.envs`` stays cheap.
 """
 
 from __future__ import annotations
@@ -47,12 +50,22 @@ def make_env(
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = int(max_episode_steps)
     if ":" not in env_id and env_id not in gym.registry:
+        _register_robotics_envs()
+    if ":" not in env_id and env_id not in gym.registry:
         raise ValueError(_unknown_env_message(env_id, list(gym.registry.keys())))
     try:
         with _mujoco_model_warnings():
             return gym.make(env_id, **kwargs)
     except gym.error.UnregisteredEnv as exc:  # e.g. "module:Name" whose module registers nothing
         raise ValueError(f"{_unknown_env_message(env_id, list(gym.registry.keys()))} ({exc})") from exc
+
+
+def _register_robotics_envs() -> None:
+    """Register gymnasium-robotics' envs (PointMaze_UMaze-v3, ...; Minari's D4RL datasets name them)."""
+    try:
+        import gymnasium_robotics  # noqa: F401  registers its ids on import
+    except ImportError:
+        pass
 
 
 # MuJoCo warnings about gymnasium's own model files, which a user cannot act on (HalfCheetah's XML sets the

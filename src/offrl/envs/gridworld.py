@@ -14,7 +14,8 @@ terminal); every other transition gives 0. With discount ``gamma`` the optimal v
     V*(s) = gamma ** (d(s) - 1)   (s != s9),      V*(s9) = 0
     Q*(s, a) = 1 if s' = s9 else gamma ** d(s')   (s' = step(s, a), s != s9),   Q*(s9, .) = 0
 
-The dataset (``gridworld-stitch``) holds three behaviours, each a 2-step trajectory:
+The dataset (``gridworld-stitch``, made by :mod:`offrl.datasets.gridworld`) holds three behaviours
+(:data:`TRAJECTORIES`), each a 2-step trajectory:
 
 * ``A``: ``s1 -> s2 -> s3`` (right, right; ends by a timeout at s3),
 * ``B``: ``s7 -> s8 -> s9`` (right, right; the second step earns 1 and is terminal),
@@ -33,11 +34,7 @@ yet) and action bounds ``[0, 3]``.
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import numpy as np
-
-from offrl.data.dataset import Dataset, DatasetInfo
 
 __all__ = [
     "NUM_STATES",
@@ -51,13 +48,9 @@ __all__ = [
     "gridworld_q_star",
     "gridworld_v_star",
     "gridworld_in_sample_q",
-    "gridworld_dataset",
     "state_of",
-    "register_gridworld_datasets",
-    "GRIDWORLD_DATASETS",
 ]
 
-GENERATOR_VERSION = 1
 SIDE = 3
 NUM_STATES = SIDE * SIDE
 NUM_ACTIONS = 4
@@ -66,7 +59,6 @@ _MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))
 START_STATE = 0  # s1
 GOAL_STATE = 8  # s9
 DEFAULT_GAMMA = 0.9
-DEFAULT_SIZE = 300
 
 #: name -> list of (state, action) steps; the successor of the last step ends the trajectory.
 TRAJECTORIES: dict[str, list[tuple[int, int]]] = {
@@ -161,89 +153,3 @@ def gridworld_in_sample_q(gamma: float = DEFAULT_GAMMA) -> np.ndarray:
 def state_of(observations) -> np.ndarray:
     """State indices from one-hot observations (N, 9) -> (N,) int."""
     return np.argmax(np.asarray(observations), axis=-1)
-
-
-def gridworld_dataset(seed: int = 0, size: int | None = None, name: str = "gridworld-stitch") -> Dataset:
-    """The stitching dataset: trajectories A, B, C repeated (order shuffled by ``seed``).
-
-    ``size`` is the number of transitions (``None``: :data:`DEFAULT_SIZE`); a dataset cut
-    mid-trajectory ends with ``timeouts[-1] = 1``.
-    """
-    seed, size = int(seed), DEFAULT_SIZE if size is None else int(size)
-    if size < 1:
-        raise ValueError(f"size must be a positive number of transitions, got {size}")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    rng = np.random.default_rng([seed, GENERATOR_VERSION])
-    names = sorted(TRAJECTORIES)
-    per_traj = len(TRAJECTORIES[names[0]])
-    n_traj = -(-size // per_traj)
-    order = [names[i % len(names)] for i in range(n_traj)]
-    order = [order[i] for i in rng.permutation(n_traj)]
-    states, actions, rewards, next_states, terms, touts = [], [], [], [], [], []
-    for traj in order:
-        steps = TRAJECTORIES[traj]
-        for k, (s, a) in enumerate(steps):
-            s2, r, term = step(s, a)
-            states.append(s)
-            actions.append(a)
-            rewards.append(r)
-            next_states.append(s2)
-            terms.append(float(term))
-            touts.append(float(k == len(steps) - 1 and not term))
-    sl = slice(0, size)
-    states, next_states = np.array(states[sl]), np.array(next_states[sl])
-    terminals = np.array(terms[sl], dtype=np.float32)
-    timeouts = np.array(touts[sl], dtype=np.float32)
-    if terminals[-1] == 0:
-        timeouts[-1] = 1.0
-    eye = np.eye(NUM_STATES, dtype=np.float32)
-    info = DatasetInfo(
-        name=name,
-        env_id=None,
-        action_low=(0.0,),
-        action_high=(float(NUM_ACTIONS - 1),),
-        metadata={
-            "generator": "offrl.envs.gridworld",
-            "generator_version": GENERATOR_VERSION,
-            "seed": seed,
-            "size": size,
-            "discrete_actions": NUM_ACTIONS,
-            "action_names": list(ACTION_NAMES),
-            "num_states": NUM_STATES,
-            "observation": "one-hot state (s1..s9 = index 0..8, row-major 3x3 grid)",
-            "start_state": START_STATE,
-            "goal_state": GOAL_STATE,
-            "trajectories": {k: [[s, a] for s, a in v] for k, v in TRAJECTORIES.items()},
-            "behaviour": "A: s1->s2->s3, B: s7->s8->s9 (reward 1, terminal), C: s2->s5->s8 (connector)",
-        },
-    )
-    return Dataset.from_arrays(
-        observations=eye[states],
-        actions=np.array(actions[sl], dtype=np.float32).reshape(-1, 1),
-        rewards=np.array(rewards[sl], dtype=np.float32),
-        next_observations=eye[next_states],
-        terminals=terminals,
-        timeouts=timeouts,
-        info=info,
-    )
-
-
-def _gridworld_stitch(seed: int = 0, size: int | None = None) -> Dataset:
-    return gridworld_dataset(seed=seed, size=size)
-
-
-#: name -> (maker, description)
-GRIDWORLD_DATASETS: dict[str, tuple[Callable[..., Dataset], str]] = {
-    "gridworld-stitch": (
-        _gridworld_stitch,
-        "3x3 deterministic gridworld, trajectories s1->s3, s7->s9 and s2->s8: reaching s9 from s1 "
-        f"needs stitching (discrete actions as (N, 1) indices). Default size {DEFAULT_SIZE}.",
-    ),
-}
-
-
-def register_gridworld_datasets(register: Callable[[str, Callable[..., Dataset], str], Any]) -> None:
-    """Call ``register(name, maker, description)`` for every gridworld dataset."""
-    for name, (maker, description) in GRIDWORLD_DATASETS.items():
-        register(name, maker, description)

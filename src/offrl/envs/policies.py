@@ -11,7 +11,7 @@ Each environment has a folder ``offrl/envs/zoo/ENV_ID/`` with one pair of files 
 A ``.msgpack`` file holds only the actor's parameters (flax's msgpack encoding of arrays: no code is
 executed on load); its ``.json`` card says which environment and training run it comes from, how many
 env steps it was trained for, and its mean return over 100 episodes (``offrl zoo export`` writes
-both). The policy is the tanh-squashed Gaussian of :class:`offrl.nets.TanhGaussianActor` on raw
+both, with :func:`offrl.zoo.save_zoo_policy`). The policy is the tanh-squashed Gaussian of :class:`offrl.nets.TanhGaussianActor` on raw
 observations; :class:`ZooPolicy` runs it in numpy (float64), so data generation does not depend on
 JAX or on the accelerator.
 """
@@ -80,19 +80,6 @@ def params_to_layers(params: dict) -> list[tuple[np.ndarray, np.ndarray]]:
     if not names:
         raise ZooError(f"no Dense layers in the policy parameters (keys: {sorted(tree)})")
     return [(np.asarray(tree[n]["kernel"], np.float64), np.asarray(tree[n]["bias"], np.float64)) for n in names]
-
-
-def save_zoo_policy(path: Path, params: dict, card: dict) -> None:
-    """Write ``path`` (.msgpack, the actor parameters) and its ``.json`` card, each atomically."""
-    from flax import serialization
-
-    from offrl.checkpoint import atomic_write_bytes
-
-    layers = params_to_layers(params)
-    tree = {f"Dense_{i}": {"kernel": np.asarray(k, np.float32), "bias": np.asarray(b, np.float32)}
-            for i, (k, b) in enumerate(layers)}
-    atomic_write_bytes(path, serialization.msgpack_serialize({"format": "offrl-zoo-policy", "layers": tree}))
-    atomic_write_bytes(path.with_suffix(".json"), (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
 
 
 def load_zoo_policy_file(path: str | Path) -> ZooPolicy:

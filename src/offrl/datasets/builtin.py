@@ -204,6 +204,7 @@ def generate_pendulum(
         ref_min_score=float(ref["ref_min_score"]),
         ref_max_score=float(ref["ref_max_score"]),
         metadata={
+            # the generator's module before it moved to offrl.datasets: kept so that files stay byte-identical
             "generator": "offrl.envs.builtin",
             "generator_version": GENERATOR_VERSION,
             "seed": seed,
@@ -261,7 +262,7 @@ pendulum_mixed = _maker(
     "Pendulum-v1, 40% random / 40% medium / 20% expert episodes (the default demo dataset).",
 )
 
-#: name -> (maker, description), registered lazily by offrl.data.registry
+#: name -> (maker, description), registered lazily by offrl.data.registry (offrl.datasets.register_builtin_datasets)
 BUILTIN_DATASETS: dict[str, tuple[Callable[..., Dataset], str]] = {
     f.__name__.replace("_", "-"): (f, f.__doc__ or "")
     for f in (pendulum_random, pendulum_medium, pendulum_expert, pendulum_mixed)

@@ -154,6 +154,7 @@ def generate_locomotion(name: str, seed: int = 0, size: int | None = None) -> Da
         name=name, env_id=env_id, env_kwargs={}, action_low=low, action_high=high,
         ref_min_score=float(refs["random"]["return_mean"]), ref_max_score=float(refs["expert"]["return_mean"]),
         metadata={
+            # the generator's module before it moved to offrl.datasets: kept so that files stay byte-identical
             "generator": "offrl.envs.locomotion", "generator_version": GENERATOR_VERSION, "seed": int(seed),
             "size": int(size), "episodes": int(len(ends)), "episode_return_mean": float(returns.mean()),
             "behaviour": DESCRIPTIONS[kind],
