@@ -24,6 +24,7 @@ from typing import Annotated, Optional
 import tyro
 
 from offrl.logger import read_jsonl
+from offrl.usage import parse_args
 
 
 @dataclass
@@ -99,7 +100,10 @@ def overestimation_figure(run_dirs: list[str | Path], out: str | Path | None = N
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = tyro.cli(ReportArgs, args=argv, prog="offrl report")
+    args = parse_args(ReportArgs, argv, "offrl report")
+    if not args.run_dirs:
+        print("offrl report: error: give at least one RUN_DIR (a folder made by `offrl train`)", file=sys.stderr)
+        return 2
     try:
         path = overestimation_figure(list(args.run_dirs), args.out, args.labels.split(",") if args.labels else None)
     except ValueError as exc:
