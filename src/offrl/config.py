@@ -102,22 +102,6 @@ class Valid:
                   and (self.lt is None or value < self.lt) and (self.le is None or value <= self.le))
         return None if inside else "out of range"
 
-    def invalid_values(self, choices: Optional[tuple] = None) -> list:
-        """Values this field must refuse (for the contract tests): just outside each bound, and more."""
-        if self.kind == "flag":
-            return ["yes"]
-        if self.kind == "choice":
-            return ["no-such-choice"]
-        if self.kind == "sizes":
-            return [(0,), (8, -1), [8]]
-        values: list = [float("nan")] if self.kind == "number" else [2.5]
-        for bound, step in ((self.gt, 0), (self.ge, -1), (self.lt, 0), (self.le, 1)):
-            if bound is not None:
-                values.append(bound + step if self.kind == "integer" or step == 0 else bound + step * max(abs(bound), 1) * 1e-3)
-        if not self.optional:
-            values.append(None)
-        return values
-
 
 def _num(x: float) -> str:
     return f"{x:g}"

@@ -377,6 +377,7 @@ def fit(
     dataset_source = str(dataset) if not isinstance(dataset, Dataset) else (dataset.info.name or "<in-memory>")
     if not isinstance(dataset, Dataset):
         dataset = load_dataset(dataset)
+    check_action_kind(algo, DataSpec.from_dataset(dataset))  # before anything is put on the device or compiled
 
     if algo.prepare_dataset is not None:
         dataset = algo.prepare_dataset(algo_config, dataset)
