@@ -60,7 +60,7 @@ import numpy as np
 import tyro
 
 from offrl.config import Checked, integer
-from offrl.usage import parse_args
+from offrl.usage import UsageError, parse_args
 
 
 @dataclass(frozen=True)
@@ -196,10 +196,9 @@ def algo_config(algo_name: str, overrides: tuple[str, ...] = ()):
     if not argv:
         return cls()
     try:
-        return tyro.cli(cls, args=argv, prog=f"--set ({algo_name})", console_outputs=False)
-    except SystemExit:
-        raise ValueError(f"--set {' '.join(overrides)}: a value does not fit {algo_name}'s config "
-                         f"(see `offrl train {algo_name} --help` for each field's type and choices)") from None
+        return parse_args(cls, argv, f"offrl train {algo_name}")
+    except UsageError as exc:  # names the field, the value and its valid range
+        raise ValueError(f"--set {' '.join(overrides)}: {exc}") from None
 
 
 def _config_diff(row: dict, defaults: dict | None) -> str:

@@ -77,8 +77,6 @@ class LoopArgs:
     """How seeds share a compiled call: vmap, map (one after another; spread over the devices when JAX_NUM_CPU_DEVICES=N gives N), auto (map on CPU, vmap on GPU)."""
 
 
-
-
 def cmd_algos(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print("usage: offrl algos\n\n  list the registered algorithms (train one with `offrl train ALGO`)")

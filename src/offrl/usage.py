@@ -26,10 +26,12 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from offrl.checkpoint import CheckpointError
     from offrl.config import ConfigError
     from offrl.data import DatasetError
+    from offrl.envs import UnknownEnvError
+    from offrl.envs.policies import ZooError
     from offrl.train import TrainingDivergedError
 
-    return (UsageError, ConfigError, UnknownAlgorithmError, CheckpointError, DatasetError, FileNotFoundError,
-            NotADirectoryError, IsADirectoryError, TrainingDivergedError)
+    return (UsageError, ConfigError, UnknownAlgorithmError, CheckpointError, DatasetError, UnknownEnvError, ZooError,
+            FileNotFoundError, NotADirectoryError, IsADirectoryError, TrainingDivergedError)
 
 
 _BOX = "│╭╮╰╯─ "
