@@ -94,6 +94,31 @@ def test_a_wrong_invocation_is_one_line_and_status_2(argv, expected, files, caps
     assert not (tmp_path / "runs").exists()  # nothing trained
 
 
+UNICODE_BOX = """\
+╭─ Value error ─────────────────────────────────────╮
+│ Error parsing --steps: invalid literal for int()  │
+│ with base 10: 'abc'                               │
+│ ───────────────────────────────────────────────── │
+│ For full helptext, see offrl train iql --help     │
+╰───────────────────────────────────────────────────╯"""
+PLAIN_BOX = """\
+ Required options
+ ----------------------------------------
+  Missing from offrl eval:
+      STR
+          Run folder. (required)
+  ----------------------------------------
+  For full helptext, run:
+"""
+
+
+def test_tyro_boxes_become_one_line():
+    from offrl.usage import one_line
+
+    assert one_line(UNICODE_BOX) == "--steps: invalid literal for int() with base 10: 'abc'"
+    assert one_line(PLAIN_BOX) == "Required options: Missing from offrl eval: STR Run folder. (required)"
+
+
 def test_every_subcommand_has_a_wrong_invocation_in_the_table():
     tested = {argv.split()[0] for argv, _ in WRONG}
     assert set(cli.COMMANDS) <= tested, set(cli.COMMANDS) - tested

@@ -34,24 +34,28 @@ def user_errors() -> tuple[type[BaseException], ...]:
             FileNotFoundError, NotADirectoryError, IsADirectoryError, TrainingDivergedError)
 
 
-_BOX = "│╭╮╰╯─ "
-
-
 def one_line(box: str) -> str:
     """The first paragraph of a tyro error box as one line: ``Required options: Missing from ...``,
-    ``--steps: invalid literal for int() ...`` (a "Value error" box shows only its message)."""
-    title, body = "", []
+    ``--steps: invalid literal for int() ...`` (a "Value error" box shows only its message). Reads
+    both of tyro's drawings: a Unicode box, and the plain one (title, dashed rules) it draws when the
+    stream cannot show box characters."""
+    items = []  # (kind, text): "title", "rule" or "text"
     for raw in box.splitlines():
         line = raw.strip()
-        if line.startswith("╭"):
-            title = line.strip(_BOX)
+        top = line.startswith(("╭", "+"))
+        line = line.strip("│|╭╮╰╯").strip()
+        if not line:
             continue
-        if line.startswith("╰"):
+        words = line.strip("─-+ ").strip()
+        items.append(("title", words) if top and words else ("text", line) if words else ("rule", ""))
+    if len(items) >= 2 and items[0][0] == "text" and items[1][0] == "rule":  # the plain drawing's title
+        items[:2] = [("title", items[0][1])]
+    title = items[0][1] if items and items[0][0] == "title" else ""
+    body: list[str] = []
+    for kind, line in items[1 if title else 0:]:
+        if kind == "rule" and body:  # what follows is help text
             break
-        line = line.strip("│").strip()
-        if line and not line.strip("─ "):  # a rule: what follows is help text
-            break
-        if line:
+        if kind == "text":
             body.append(line)
     text = re.sub(r"\s+", " ", " ".join(body)).strip()
     text = re.sub(r"^Error parsing (-[^:]+): ", r"\1: ", text)  # an option: keep its name

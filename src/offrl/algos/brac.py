@@ -40,7 +40,7 @@ class Config(Checked):
 
     alpha: float = number(0.1, gt=0)
     """Weight of the divergence D_KL(pi || pi_b): in the actor loss (and, with ``value_penalty``, the critic target); larger = closer to the data. The initial value when ``target_divergence`` is set."""
-    target_divergence: Optional[float] = number(None, ge=0, optional=True)
+    target_divergence: Optional[float] = number(None, optional=True)
     """None: alpha stays fixed. A number: alpha is a Lagrange multiplier trained so the estimated KL tracks this target."""
     value_penalty: bool = flag(False)
     """Also subtract discount * alpha * D(s') in the critic target (BRAC-v); False penalises only the actor (BRAC-p)."""
