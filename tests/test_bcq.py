@@ -97,8 +97,8 @@ def test_act_picks_the_candidate_with_the_highest_q1():
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("lmbda", 1.5, "lmbda must be in"), ("num_samples", 0, "num_samples must be"),
-    ("perturbation_scale", -0.1, "perturbation_scale must be"), ("latent_clip", 0.0, "latent_clip must be"),
+    ("lmbda", 1.5, r"lmbda = 1.5 is out of range: must be in \[0, 1\]"), ("num_samples", 0, "num_samples = 0 is out of range: must be an int >= 1"),
+    ("perturbation_scale", -0.1, "perturbation_scale = -0.1 is out of range: must be >= 0"), ("latent_clip", 0.0, "latent_clip = 0.0 is out of range: must be > 0"),
 ])
 def test_bad_config_values_are_named(field, value, message):
     with pytest.raises(ValueError, match=message):

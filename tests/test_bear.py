@@ -138,10 +138,10 @@ def test_act_picks_the_policy_sample_with_the_highest_q1():
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("mmd_kernel", "cosine", "mmd_kernel must be one of laplacian, gaussian"), ("mmd_sigma", 0.0, "mmd_sigma must be"),
-    ("num_qs", 0, "num_qs must be"), ("actor_q", "max", "actor_q must be"), ("lmbda", -0.1, "lmbda must be in"),
-    ("log_alpha_min", 20.0, "log_alpha_min must be <= log_alpha_max"), ("num_mmd_samples", 0, "num_mmd_samples must be"), ("mmd_threshold", -0.1, "mmd_threshold must be"),
-    ("alpha", 0.0, "alpha must be > 0"),
+    ("mmd_kernel", "cosine", "mmd_kernel = 'cosine' is out of range: must be one of 'laplacian', 'gaussian'"), ("mmd_sigma", 0.0, "mmd_sigma = 0.0 is out of range: must be > 0"),
+    ("num_qs", 0, "num_qs = 0 is out of range"), ("actor_q", "max", "actor_q = 'max' is out of range: must be one of 'min', 'mean'"), ("lmbda", -0.1, "lmbda = -0.1 is out of range"),
+    ("log_alpha_min", 20.0, "log_alpha_min must be <= log_alpha_max"), ("num_mmd_samples", 0, "num_mmd_samples = 0 is out of range"), ("mmd_threshold", -0.1, "mmd_threshold = -0.1 is out of range: must be >= 0 or None"),
+    ("alpha", 0.0, "alpha = 0.0 is out of range: must be > 0"),
 ])
 def test_bad_config_values_are_named(field, value, message):
     with pytest.raises(ValueError, match=message):

@@ -159,7 +159,8 @@ def test_set_overrides_are_part_of_a_rows_identity(tmp_path, offrl_home, monkeyp
     assert "stored row reused" not in capsys.readouterr().err and len(read_rows(results / "locomotion-cpu")) == 2
     # Bad overrides are clear errors before any training.
     for bad, message in [(["beta=3"], "bc has no field 'beta'"), (["batch_size"], "expected FIELD=VALUE"),
-                         (["batch_size=many"], "a value does not fit bc's config")]:
+                         (["batch_size=many"], "--set batch_size=many: --batch-size: invalid literal for int()"),
+                         (["batch_size=0"], "bc.Config.batch_size = 0 is out of range: must be an int >= 1")]:
         assert main(argv + ["--set", *bad]) == 2
         assert message in capsys.readouterr().err
     assert len(read_rows(results / "locomotion-cpu")) == 2

@@ -205,9 +205,9 @@ def test_behaviour_warmup_trains_only_the_behaviour_policy():
 def test_registry_names_and_bad_config():
     assert get_algo("brac-p").config_cls is brac.Config and get_algo("brac_v").config_cls is brac.ValuePenaltyConfig
     assert brac.Config().value_penalty is False and brac.ValuePenaltyConfig().value_penalty is True
-    with pytest.raises(ValueError, match="num_samples must be >= 1"):
+    with pytest.raises(ValueError, match="num_samples = 0 is out of range: must be an int >= 1"):
         brac.init(brac.Config(num_samples=0), DataSpec(OBS_DIM, ACT_DIM), jax.random.PRNGKey(0), 10)
-    with pytest.raises(ValueError, match="alpha must be > 0"):
+    with pytest.raises(ValueError, match="alpha = 0.0 is out of range: must be > 0"):
         brac.init(brac.Config(alpha=0.0), DataSpec(OBS_DIM, ACT_DIM), jax.random.PRNGKey(0), 10)
 
 

@@ -284,8 +284,8 @@ def test_presets_and_bad_configs():
     assert cql.Config.preset("maze", target_action_gap=2.0).target_action_gap == 2.0
     with pytest.raises(ValueError, match="unknown preset 'gym'"):
         cql.Config.preset("gym")
-    for bad, match in ((dict(alpha=-1.0), "alpha must be >= 0"), (dict(num_samples=0), "num_samples must be >= 1"),
-                       (dict(target_action_gap=1.0, alpha=0.0), "initial Lagrange multiplier"), (dict(bc_steps=-1), "bc_steps must be >= 0")):
+    for bad, match in ((dict(alpha=-1.0), "alpha = -1.0 is out of range: must be >= 0"), (dict(num_samples=0), "num_samples = 0 is out of range: must be an int >= 1"),
+                       (dict(target_action_gap=1.0, alpha=0.0), "initial Lagrange multiplier"), (dict(bc_steps=-1), "bc_steps = -1 is out of range: must be an int >= 0")):
         with pytest.raises(ValueError, match=match):
             make_state(small(**bad))
 

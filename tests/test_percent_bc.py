@@ -107,7 +107,7 @@ def test_prepare_dataset_keeps_exactly_the_top_episodes():
 
 @pytest.mark.parametrize("fraction", [0.0, -0.1, 1.5, float("nan")])
 def test_top_fraction_is_validated(fraction, tmp_path):
-    with pytest.raises(ValueError, match=r"top_fraction must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"percent_bc.Config.top_fraction = .* is out of range: must be in \(0, 1\]"):
         offrl.fit(percent_bc.Config(top_fraction=fraction), make_dataset(), steps=1, run_dir=tmp_path, **FIT)
 
 

@@ -60,6 +60,9 @@ from typing import Annotated, Optional
 import numpy as np
 import tyro
 
+from offrl.config import Checked, integer
+from offrl.usage import UsageError, parse_args
+
 
 @dataclass(frozen=True)
 class Suite:
@@ -88,8 +91,10 @@ SUITES: dict[str, Suite] = {
 
 
 @dataclass
-class BenchArgs:
+class BenchArgs(Checked):
     """Train algorithms on every dataset of a suite; write a table of normalised scores."""
+
+    _label = ""  # messages name the option: "seeds = 0 is out of range: ..."
 
     suite: tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="SUITE")]]
     """Suite name: locomotion, locomotion-cpu, maze, maze-cpu, discrete-cpu."""
@@ -97,19 +102,19 @@ class BenchArgs:
     """Comma-separated registered algorithm names (see `offrl algos`; default: the suite's, e.g. bc,td3bc,iql)."""
     datasets: Optional[str] = None
     """Comma-separated subset of datasets (default: the suite's), part of the stored budget."""
-    seeds: Optional[int] = None
+    seeds: Optional[int] = integer(None, ge=1, optional=True)
     """Seeds per row, trained in one compiled call (default: the suite's)."""
-    steps: Optional[int] = None
+    steps: Optional[int] = integer(None, ge=1, optional=True)
     """Gradient updates per seed (default: the suite's)."""
-    episodes: Optional[int] = None
+    episodes: Optional[int] = integer(None, ge=1, optional=True)
     """Evaluation episodes per seed at the end (default: the suite's)."""
     peer: Optional[str] = None
     """Also run peer NAME's implementation (benchmarks/peers/NAME.py) on the same files and budget."""
     peer_python: Optional[str] = None
     """Python of the peer's environment (default: .venv-NAME/bin/python)."""
-    peer_seeds: int = 1
+    peer_seeds: int = integer(1, ge=1)
     """Seeds of the peer's rows (peers train one seed per process; usually slower)."""
-    peer_threads: int = 1
+    peer_threads: int = integer(1, ge=1)
     """CPU threads of the peer (torch): give it the cores ours uses, e.g. 2 beside ``JAX_NUM_CPU_DEVICES=2``."""
     peer_only: bool = False
     """Run only the peer's rows (``--peer`` needed), e.g. a peer row in a second process while ours trains in
@@ -117,7 +122,7 @@ class BenchArgs:
     peer_set: tuple[str, ...] = ()
     """Fields of the peer's config to change, in the peer's own names (values as JSON, else strings), e.g.
     ``--peer-set n_action_samples=10``; part of the peer row's identity (its stored ``peer_overrides``)."""
-    first_seed: int = 0
+    first_seed: int = integer(0, ge=0)
     """Seed of the first agent (ours and the peer's): rows of seeds ``first_seed ..`` extend a stored row of
     seeds ``0 .. first_seed-1`` with the same budget and config; the table pools them into one cell."""
     results: str = "benchmarks/results/bench"
@@ -197,10 +202,9 @@ def algo_config(algo_name: str, overrides: tuple[str, ...] = ()):
     if not argv:
         return cls()
     try:
-        return tyro.cli(cls, args=argv, prog=f"--set ({algo_name})", console_outputs=False)
-    except SystemExit:
-        raise ValueError(f"--set {' '.join(overrides)}: a value does not fit {algo_name}'s config "
-                         f"(see `offrl train {algo_name} --help` for each field's type and choices)") from None
+        return parse_args(cls, argv, f"offrl train {algo_name}")
+    except UsageError as exc:  # names the field, the value and its valid range
+        raise ValueError(f"--set {' '.join(overrides)}: {exc}") from None
 
 
 def _config_diff(row: dict, defaults: dict | None) -> str:
@@ -698,7 +702,7 @@ def bench(args: BenchArgs, argv: list[str]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = tyro.cli(BenchArgs, args=argv, prog="offrl bench")
+    args = parse_args(BenchArgs, argv, "offrl bench")
     try:
         bench(args, argv)
     except (ValueError, KeyError) as exc:

@@ -24,6 +24,9 @@ from typing import Literal, Optional
 
 import tyro
 
+from offrl.config import Checked, integer
+from offrl.usage import UsageError, parse_args, user_errors
+
 DEFAULT_ALGO = "iql"
 DEFAULT_DATASET = "pendulum-mixed"
 COMMANDS = {
@@ -74,20 +77,12 @@ class LoopArgs:
     """How seeds share a compiled call: vmap, map (one after another; spread over the devices when JAX_NUM_CPU_DEVICES=N gives N), auto (map on CPU, vmap on GPU)."""
 
 
-class UsageError(Exception):
-    pass
-
-
-def _offrl_errors():
-    from offrl.algos.registry import UnknownAlgorithmError
-    from offrl.checkpoint import CheckpointError
-    from offrl.data import DatasetError
-    from offrl.train import TrainingDivergedError
-
-    return (UsageError, UnknownAlgorithmError, CheckpointError, DatasetError, FileNotFoundError, TrainingDivergedError)
-
-
 def cmd_algos(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print("usage: offrl algos\n\n  list the registered algorithms (train one with `offrl train ALGO`)")
+        return 0
+    if argv:
+        raise UsageError(f"`offrl algos` takes no arguments (got {' '.join(argv)!r}); see `offrl train ALGO --help` for one algorithm's options")
     from rich.console import Console
     from rich.table import Table
 
@@ -134,14 +129,16 @@ def cmd_data(argv: list[str]) -> int:
 
 
 @dataclass
-class DataMakeArgs:
+class DataMakeArgs(Checked):
     """Generate a built-in dataset locally and write it (atomically) as D4RL-layout HDF5."""
+
+    _label = ""  # messages name the option: "size = 0 is out of range: ..."
 
     name: tyro.conf.Positional[str]
     """Dataset name (see `offrl data list`)."""
-    seed: int = 0
+    seed: int = integer(0, ge=0)
     """Generator seed: the same name and seed give the same file."""
-    size: Optional[int] = None
+    size: Optional[int] = integer(None, ge=1, optional=True)
     """Transitions (default: the dataset's own size)."""
     out: Optional[str] = None
     """Output file (.hdf5 or .npz; default: the cache folder $OFFRL_HOME/datasets)."""
@@ -155,7 +152,7 @@ def _data_make(argv: list[str]) -> int:
     from offrl.data import Dataset
     from offrl.data.registry import make_dataset
 
-    args = tyro.cli(DataMakeArgs, args=argv, prog="offrl data make")
+    args = parse_args(DataMakeArgs, argv, "offrl data make")
     t0 = time.perf_counter()
     path = make_dataset(args.name, seed=args.seed, size=args.size, out=args.out)
     dataset = Dataset.load(path)
@@ -187,7 +184,7 @@ def cmd_train(argv: list[str]) -> int:
         bases=(LoopArgs,),
     )
     args_cls.__doc__ = f"Train {algo.name}: {algo.description}."
-    args = tyro.cli(args_cls, args=argv, prog=f"offrl train {algo.name}")
+    args = parse_args(args_cls, argv, f"offrl train {algo.name}")
 
     from offrl.train import fit
 
@@ -257,19 +254,21 @@ def _print_summary(run_dir: Path, results: list[dict], title: str) -> None:
 
 def cmd_eval(argv: list[str]) -> int:
     @dataclass
-    class EvalArgs:
+    class EvalArgs(Checked):
         """Evaluate a checkpoint in the environment of the dataset it was trained on."""
+
+        _label = ""
 
         checkpoint: tyro.conf.Positional[str]
         """Run folder or checkpoint.msgpack file."""
-        episodes: int = 10
+        episodes: int = integer(10, ge=1)
         """Episodes per seed."""
-        seed: int = 10_000
+        seed: int = integer(10_000, ge=0)
         """Seed of the first evaluation episode (episode j uses seed + j)."""
         env: Optional[str] = None
         """Evaluate in this Gymnasium env instead of the dataset's."""
 
-    args = tyro.cli(EvalArgs, args=argv, prog="offrl eval")
+    args = parse_args(EvalArgs, argv, "offrl eval")
     import numpy as np
 
     from offrl.agent import load_agent
@@ -334,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         if command not in handlers:
             raise UsageError(f"unknown command {command!r}; valid commands: {', '.join(handlers)}")
         return handlers[command](rest)
-    except _offrl_errors() as exc:
+    except user_errors() as exc:  # a user's mistake: one line, exit 2 (a bug keeps its traceback)
         print(f"offrl {command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -40,32 +40,37 @@ from typing import Annotated, Optional
 import numpy as np
 import tyro
 
+from offrl.config import Checked, integer, number
+from offrl.usage import parse_args
+
 __all__ = ["finetune", "regret_of"]
 
 
 @dataclass
-class FinetuneArgs:
+class FinetuneArgs(Checked):
     """Continue an offline agent online, mixing its dataset with new transitions."""
+
+    _label = ""  # messages name the option: "steps = 0 is out of range: ..."
 
     checkpoint: tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="CHECKPOINT")]]
     """Run folder or checkpoint.msgpack of an offline run (`offrl train`)."""
     env: Optional[str] = None
     """Gymnasium env id (default: the dataset's env)."""
-    steps: int = 50_000
+    steps: int = integer(50_000, ge=1)
     """Environment steps of online training (per seed)."""
-    offline_ratio: Optional[float] = None
+    offline_ratio: Optional[float] = number(None, ge=0, le=1, optional=True)
     """Share of each batch drawn from the offline dataset (default: proportional to the sizes, as one buffer; 0: new data only)."""
     symmetric: bool = False
     """Symmetric sampling: half of each batch offline, half online (same as --offline-ratio 0.5)."""
     dataset: Optional[str] = None
     """Offline dataset to mix in (default: the one the checkpoint was trained on)."""
-    updates_per_step: float = 1.0
+    updates_per_step: float = number(1.0, gt=0)
     """Gradient updates per environment step."""
-    num_envs: int = 1
+    num_envs: int = integer(1, ge=1)
     """Environments per agent, stepped in lockstep."""
-    eval_every: int = 5_000
+    eval_every: int = integer(5_000, ge=1)
     """Evaluate every this many environment steps (and at step 0 and the end)."""
-    eval_episodes: int = 10
+    eval_episodes: int = integer(10, ge=0)
     """Evaluation episodes per seed."""
     out: Optional[str] = None
     """Run folder (default: runs/finetune-ALGO-DATASET-TIME)."""
@@ -154,7 +159,7 @@ def finetune(checkpoint: str | os.PathLike, *, env_id: str | None = None, steps:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = tyro.cli(FinetuneArgs, args=argv, prog="offrl finetune")
+    args = parse_args(FinetuneArgs, argv, "offrl finetune")
     if args.symmetric and args.offline_ratio not in (None, 0.5):
         print("offrl finetune: error: --symmetric sets the offline ratio to 0.5; drop --offline-ratio", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ from typing import Annotated, Optional
 import tyro
 
 from offrl.logger import read_jsonl
+from offrl.usage import parse_args
 
 
 @dataclass
@@ -228,7 +229,10 @@ def html_report(run_dirs: list[str | Path], out: str | Path | None = None, label
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = tyro.cli(ReportArgs, args=argv, prog="offrl report")
+    args = parse_args(ReportArgs, argv, "offrl report")
+    if not args.run_dirs:
+        print("offrl report: error: give at least one RUN_DIR (a folder made by `offrl train`)", file=sys.stderr)
+        return 2
     draw = html_report if args.html else overestimation_figure
     try:
         path = draw(list(args.run_dirs), args.out, args.labels.split(",") if args.labels else None)

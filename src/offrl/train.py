@@ -18,7 +18,7 @@ import time
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +30,9 @@ from offrl.algos import DataSpec, algo_for_config, get_algo
 from offrl.algos.registry import Algo, check_action_kind
 from offrl.checkpoint import FILENAME, CheckpointError, load_checkpoint, save_checkpoint
 from offrl.compiled import cached, release_if_near_map_limit
+from offrl.config import Checked, choice, flag, integer
 from offrl.data import Dataset, Transforms, fit_transforms, to_device
+from offrl.data.transforms import REWARD_SCALINGS
 from offrl.logger import RunLogger, plot_run, read_jsonl
 
 
@@ -259,6 +261,34 @@ def _finite_per_seed(states) -> jax.Array:
     return jnp.stack([jnp.isfinite(x).reshape(x.shape[0], -1).all(axis=1) for x in leaves]).all(axis=0)
 
 
+@dataclass(frozen=True)
+class LoopSettings(Checked):
+    """The options of :func:`fit` besides the algorithm's config and the data, checked before anything loads or compiles."""
+
+    _label = "fit"  # messages read "fit.steps = 0 is out of range: must be an int >= 1"
+
+    steps: int = integer(100_000, ge=1)
+    """Gradient updates per seed."""
+    seed: int = integer(0, ge=0)
+    """Seed of the first agent; agent i uses seed + i."""
+    seeds: int = integer(1, ge=1)
+    """Independent agents trained together."""
+    chunk: int = integer(1000, ge=1)
+    """Updates per compiled call."""
+    eval_interval: Optional[int] = integer(None, ge=1, optional=True)
+    """Evaluate every this many updates (None: only at the end)."""
+    eval_episodes: int = integer(10, ge=0)
+    """Evaluation episodes per seed (0: no evaluation)."""
+    checkpoint_interval: Optional[int] = integer(None, ge=1, optional=True)
+    """Checkpoint every this many updates (None: a tenth of the run)."""
+    normalize_observations: Optional[bool] = flag(None, optional=True)
+    """Normalise observations (None: the algorithm's setting)."""
+    reward_scaling: Optional[str] = choice(None, REWARD_SCALINGS, optional=True)
+    """Reward transform (None: the algorithm's setting)."""
+    seed_strategy: str = choice("auto", SEED_STRATEGIES)
+    """How seeds share a compiled call."""
+
+
 def _check_finite(states, step: int, run_dir: Path, algo_name: str) -> None:
     finite = np.asarray(_finite_per_seed(states))
     bad = np.flatnonzero(~finite)
@@ -339,13 +369,15 @@ def fit(
             dataset = meta_prev["dataset_source"]
     else:
         algo = algo_for_config(algo_config)
+    LoopSettings(steps=steps, seed=seed, seeds=seeds, chunk=chunk, eval_interval=eval_interval, eval_episodes=eval_episodes,
+                 checkpoint_interval=checkpoint_interval, normalize_observations=normalize_observations,
+                 reward_scaling=reward_scaling, seed_strategy=seed_strategy)  # ConfigError on a value out of range
     strategy = resolve_seed_strategy(seed_strategy)
-    if steps < 1 or seeds < 1 or chunk < 1:
-        raise ValueError(f"steps, seeds and chunk must be >= 1 (got steps={steps}, seeds={seeds}, chunk={chunk})")
 
     dataset_source = str(dataset) if not isinstance(dataset, Dataset) else (dataset.info.name or "<in-memory>")
     if not isinstance(dataset, Dataset):
         dataset = load_dataset(dataset)
+    check_action_kind(algo, DataSpec.from_dataset(dataset))  # before anything is put on the device or compiled
 
     if algo.prepare_dataset is not None:
         dataset = algo.prepare_dataset(algo_config, dataset)

@@ -64,6 +64,8 @@ from typing import Annotated, Optional
 import tyro
 
 from offrl.algos import sac
+from offrl.config import Checked, integer, number
+from offrl.usage import parse_args
 
 
 @dataclass(frozen=True)
@@ -89,28 +91,30 @@ ZOO_DEFAULTS: dict[str, ZooSettings] = {
 
 
 @dataclass
-class ZooTrainArgs:
+class ZooTrainArgs(Checked):
     """Train a SAC behaviour policy online and save policy snapshots with JSON cards."""
+
+    _label = ""  # messages name the option: "seeds = 0 is out of range: ..."
 
     env: tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="ENV")]]
     """Gymnasium environment id (defaults exist for: Pendulum-v1, Hopper-v5, HalfCheetah-v5, Walker2d-v5)."""
-    env_steps: Optional[int] = None
+    env_steps: Optional[int] = integer(None, ge=1, optional=True)
     """Environment steps in total (default: the environment's entry in offrl.zoo.ZOO_DEFAULTS)."""
-    seed: int = 0
+    seed: int = integer(0, ge=0)
     """Seed of the agent, the random warm-up actions and the environments' first resets."""
-    seeds: int = 1
+    seeds: int = integer(1, ge=1)
     """Independent agents trained together (seeds S, S+1, ...; updates batched on an accelerator), each in its own run folder."""
     out: Optional[str] = None
     """Run folder (default: $OFFRL_ZOO or ./zoo, then ENV/seed-S); with --seeds N > 1 the folder that holds seed-S, seed-S+1, ..."""
-    snapshot_every: Optional[int] = None
+    snapshot_every: Optional[int] = integer(None, ge=1, optional=True)
     """Save a policy snapshot every this many env steps (default: the environment's entry)."""
-    start_steps: Optional[int] = None
+    start_steps: Optional[int] = integer(None, ge=0, optional=True)
     """Uniform random actions for this many first env steps (default: the environment's entry)."""
-    updates_per_step: Optional[float] = None
+    updates_per_step: Optional[float] = number(None, gt=0, optional=True)
     """Gradient updates per env step, the update-to-data ratio (default: the environment's entry)."""
-    num_envs: int = 1
+    num_envs: int = integer(1, ge=1)
     """Environments stepped in lockstep with one batched policy call."""
-    eval_episodes: int = 10
+    eval_episodes: int = integer(10, ge=0)
     """Evaluation episodes of the deterministic policy at every snapshot."""
     progress: bool = True
     """Show a progress bar."""
@@ -121,7 +125,7 @@ class ZooTrainArgs:
 def _train(argv: list[str]) -> int:
     from offrl.online import train_online
 
-    args = tyro.cli(ZooTrainArgs, args=argv, prog="offrl zoo train")
+    args = parse_args(ZooTrainArgs, argv, "offrl zoo train")
     base = ZOO_DEFAULTS.get(args.env)
     if base is None and args.env_steps is None:
         known = ", ".join(ZOO_DEFAULTS)
@@ -170,20 +174,22 @@ MEDIUM_RANGE = (0.25, 0.45)
 
 
 @dataclass
-class ZooExportArgs:
+class ZooExportArgs(Checked):
     """Pick the expert, medium and series policies of a zoo run and write them with JSON cards."""
+
+    _label = ""
 
     run_dir: tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="RUN_DIR")]]
     """Run folder of `offrl zoo train` (holds policy-*.msgpack snapshots with their cards)."""
     out: Optional[str] = None
     """Destination folder (default: the package's offrl/envs/zoo/ENV)."""
-    episodes: int = 100
+    episodes: int = integer(100, ge=1)
     """Evaluation episodes per candidate policy and for the random reference."""
-    expert_candidates: int = 3
+    expert_candidates: int = integer(3, ge=1)
     """How many of the best snapshots (by their training-time evaluation) compete for expert."""
-    medium_target: float = 1 / 3
+    medium_target: float = number(1 / 3)
     """Normalised score the medium snapshot should be closest to."""
-    series: int = 5
+    series: int = integer(5, ge=0)
     """Snapshots from early training up to medium to ship as series-KK."""
 
 
@@ -309,7 +315,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
 
 
 def _export(argv: list[str]) -> int:
-    args = tyro.cli(ZooExportArgs, args=argv, prog="offrl zoo export")
+    args = parse_args(ZooExportArgs, argv, "offrl zoo export")
     export_run(args.run_dir, args.out, episodes=args.episodes, expert_candidates=args.expert_candidates,
                medium_target=args.medium_target, series=args.series)
     return 0

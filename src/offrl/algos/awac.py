@@ -22,6 +22,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
+from offrl.config import Checked, flag, integer, number, sizes
 from offrl.data.sampling import Batch
 from offrl.losses import (advantage_weights, batch_softmax_weights, ensemble_td_loss, polyak_update, td_target,
                           weighted_log_likelihood_loss)
@@ -29,28 +30,28 @@ from offrl.nets import Critic, GaussianActor, gaussian_action, gaussian_samples,
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Checked):
     """AWAC; defaults from the authors' released MuJoCo settings for Nair et al. (2020)."""
 
-    beta: float = 0.5
+    beta: float = number(0.5, ge=0)
     """Inverse temperature of the advantage weights exp(beta * A); the authors' MuJoCo temperature 2 is 1 / beta."""
-    normalize_weights: bool = True
+    normalize_weights: bool = flag(True)
     """Normalise exp(beta * A) to mean 1 over the batch (B softmax, the authors' code); False: clip at max_weight."""
-    max_weight: float = 100.0
+    max_weight: float = number(100.0, gt=0)
     """Clip of the unnormalised weights; used only when ``normalize_weights`` is False."""
-    num_samples: int = 1
+    num_samples: int = integer(1, ge=1)
     """Policy samples m per state in the estimate V^pi(s) = mean_j min_i Q_i(s, a_j) (the authors' code: 1)."""
-    discount: float = 0.99
+    discount: float = number(0.99, ge=0, le=1)
     """Discount factor gamma."""
-    tau: float = 0.005
+    tau: float = number(0.005, gt=0, le=1)
     """Polyak averaging rate of the target critic."""
-    actor_lr: float = 3e-4
+    actor_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the policy."""
-    critic_lr: float = 3e-4
+    critic_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the twin critic."""
-    hidden_dims: tuple[int, ...] = (256, 256)
+    hidden_dims: tuple[int, ...] = sizes((256, 256))
     """Hidden layer sizes of actor and critics (the authors' MuJoCo policy has four 256 layers)."""
-    batch_size: int = 1024
+    batch_size: int = integer(1024, ge=1)
     """Transitions per gradient step (the authors' MuJoCo setting: 1024)."""
 
 
@@ -62,17 +63,7 @@ class State:
     step: jax.Array
 
 
-def _check(config: Config) -> None:
-    if config.beta < 0:
-        raise ValueError(f"awac: beta must be >= 0 (0 = behaviour cloning), got {config.beta}")
-    if config.num_samples < 1:
-        raise ValueError(f"awac: num_samples must be >= 1 policy sample per state, got {config.num_samples}")
-    if config.max_weight <= 0:
-        raise ValueError(f"awac: max_weight must be > 0, got {config.max_weight}")
-
-
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
-    _check(config)
     k_actor, k_critic = jax.random.split(key)
     obs, acts = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.action_dim))
     actor_net, critic_net = GaussianActor(config.hidden_dims, spec.action_dim), Critic(config.hidden_dims)

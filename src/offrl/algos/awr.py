@@ -23,6 +23,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
+from offrl.config import Checked, flag, integer, number, sizes
 from offrl.data import Dataset, discounted_returns
 from offrl.data.sampling import Batch
 from offrl.losses import advantage_weights, weighted_log_likelihood_loss
@@ -34,24 +35,24 @@ ADV_EPS = 1e-5  # the authors' code: (A - mean) / (std + 1e-5)
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Checked):
     """AWR; weights and discount from Peng et al. (2019) as in the authors' released configs."""
 
-    beta: float = 1.0
+    beta: float = number(1.0, ge=0)
     """Inverse temperature of the advantage weights exp(beta * A); the paper's temperature 1.0 is 1 / beta."""
-    max_weight: float = 20.0
+    max_weight: float = number(20.0, gt=0)
     """Clip of the advantage weights (the paper's weight clip, 20)."""
-    normalize_advantages: bool = True
+    normalize_advantages: bool = flag(True)
     """Standardise A over the batch, (A - mean) / (std + 1e-5), before weighting (the authors' code, over its buffer)."""
-    discount: float = 0.99
+    discount: float = number(0.99, ge=0, le=1)
     """Discount factor gamma of the Monte-Carlo returns."""
-    actor_lr: float = 3e-4
+    actor_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the policy (the paper: SGD with momentum 0.9, 5e-5)."""
-    value_lr: float = 3e-4
+    value_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the value network (the paper: SGD with momentum 0.9, 1e-2, on normalised targets)."""
-    hidden_dims: tuple[int, ...] = (256, 256)
+    hidden_dims: tuple[int, ...] = sizes((256, 256))
     """Hidden layer sizes of actor and value network (the paper: (128, 64))."""
-    batch_size: int = 256
+    batch_size: int = integer(256, ge=1)
     """Transitions per gradient step (the paper: 256)."""
 
 
@@ -62,17 +63,7 @@ class State:
     step: jax.Array
 
 
-def _check(config: Config) -> None:
-    if config.beta < 0:
-        raise ValueError(f"awr: beta must be >= 0 (0 = behaviour cloning), got {config.beta}")
-    if config.max_weight <= 0:
-        raise ValueError(f"awr: max_weight must be > 0, got {config.max_weight}; the paper uses 20")
-    if not 0.0 <= config.discount <= 1.0:
-        raise ValueError(f"awr: discount must be in [0, 1], got {config.discount}")
-
-
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
-    _check(config)
     k_actor, k_value = jax.random.split(key)
     obs = jnp.zeros((1, spec.obs_dim))
     actor_net, value_net = GaussianActor(config.hidden_dims, spec.action_dim), ValueNet(config.hidden_dims)
@@ -83,7 +74,6 @@ def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> St
 
 def device_extras(config: Config, arrays: dict, dataset: Dataset) -> dict:
     """The data-level pieces of G_t from the transformed (scaled) rewards, once, on the host."""
-    _check(config)
     mc = discounted_returns(arrays["rewards"], arrays["terminals"], dataset.episode_ends, config.discount)
     return {
         "mc_return": mc.returns.astype(np.float32),

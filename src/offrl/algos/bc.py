@@ -16,22 +16,23 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
+from offrl.config import Checked, choice, integer, number, sizes
 from offrl.data.sampling import Batch
 from offrl.losses import cloning_loss
-from offrl.nets import CLONING_POLICIES, cloning_action, cloning_actor
+from offrl.nets import cloning_action, cloning_actor
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Checked):
     """Behaviour cloning."""
 
-    policy: Literal["deterministic", "gaussian"] = "deterministic"
+    policy: Literal["deterministic", "gaussian"] = choice("deterministic")
     """Policy class: tanh-MLP fitted by squared error, or a Gaussian fitted by log-likelihood."""
-    hidden_dims: tuple[int, ...] = (256, 256)
+    hidden_dims: tuple[int, ...] = sizes((256, 256))
     """Hidden layer sizes of the policy MLP."""
-    actor_lr: float = 3e-4
+    actor_lr: float = number(3e-4, gt=0)
     """Adam learning rate."""
-    batch_size: int = 256
+    batch_size: int = integer(256, ge=1)
     """Transitions per gradient step."""
 
 
@@ -42,8 +43,6 @@ class State:
 
 
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
-    if config.policy not in CLONING_POLICIES:
-        raise ValueError(f"bc: policy must be 'deterministic' or 'gaussian', got {config.policy!r}")
     net = cloning_actor(config.policy, config.hidden_dims, spec.action_dim)
     params = net.init(key, jnp.zeros((1, spec.obs_dim)))
     actor = TrainState.create(apply_fn=net.apply, params=params, tx=optax.adam(config.actor_lr))

@@ -16,6 +16,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
+from offrl.config import Checked, integer, number, sizes
 from offrl.data.sampling import Batch
 from offrl.losses import categorical_log_prob
 from offrl.nets import MLP
@@ -23,14 +24,14 @@ from offrl.nets.discrete import greedy_or_sampled
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Checked):
     """Discrete behaviour cloning (cross-entropy); the defaults are offrl's shared MLP settings."""
 
-    hidden_dims: tuple[int, ...] = (256, 256)
+    hidden_dims: tuple[int, ...] = sizes((256, 256))
     """Hidden layer sizes of the policy MLP (its output layer has one logit per action)."""
-    actor_lr: float = 3e-4
+    actor_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the policy."""
-    batch_size: int = 256
+    batch_size: int = integer(256, ge=1)
     """Transitions per gradient step."""
 
 

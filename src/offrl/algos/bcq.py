@@ -26,6 +26,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
+from offrl.config import Checked, choice, integer, number, sizes
 from offrl.data.sampling import Batch
 from offrl.losses import ensemble_td_loss, polyak_update, td_target
 from offrl.losses import vae_loss as cvae_loss
@@ -33,38 +34,38 @@ from offrl.nets import MLP, ActionVAE, Critic, vae_sample
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Checked):
     """BCQ; defaults from the authors' code release (continuous_BCQ: BCQ.py, main.py), see docs/algorithms/bcq.md."""
 
-    discount: float = 0.99
+    discount: float = number(0.99, ge=0, le=1)
     """Discount factor gamma."""
-    tau: float = 0.005
+    tau: float = number(0.005, gt=0, le=1)
     """Polyak averaging rate of the target critic and the target perturbation network."""
-    lmbda: float = 0.75
+    lmbda: float = number(0.75, ge=0, le=1)
     """Weight of the min in the soft clipped double-Q target lmbda * min_i Q'_i + (1 - lmbda) * max_i Q'_i (1: plain min)."""
-    perturbation_scale: float = 0.05
+    perturbation_scale: float = number(0.05, ge=0)
     """Phi: the perturbation network moves each coordinate of a VAE action by at most this (unit action box)."""
-    num_samples: int = 10
+    num_samples: int = integer(10, ge=1)
     """n: VAE actions sampled (and perturbed) per state for the critic target and for ``act``."""
-    latent_clip: float = 0.5
+    latent_clip: float = number(0.5, gt=0)
     """VAE samples use prior latents z ~ N(0, I) clipped to [-latent_clip, latent_clip]."""
-    kl_weight: float = 0.5
+    kl_weight: float = number(0.5, ge=0)
     """Weight of the KL term in the VAE loss (reconstruction + kl_weight * KL)."""
-    actor_lr: float = 1e-3
+    actor_lr: float = number(1e-3, gt=0)
     """Adam learning rate of the perturbation network."""
-    critic_lr: float = 1e-3
+    critic_lr: float = number(1e-3, gt=0)
     """Adam learning rate of the twin critic."""
-    vae_lr: float = 1e-3
+    vae_lr: float = number(1e-3, gt=0)
     """Adam learning rate of the VAE."""
-    hidden_dims: tuple[int, ...] = (400, 300)
+    hidden_dims: tuple[int, ...] = sizes((400, 300))
     """Hidden layer sizes of the perturbation network and the critics."""
-    vae_hidden_dims: tuple[int, ...] = (750, 750)
+    vae_hidden_dims: tuple[int, ...] = sizes((750, 750))
     """Hidden layer sizes of the VAE encoder and of its decoder."""
-    latent_dim: Optional[int] = None
+    latent_dim: Optional[int] = integer(None, ge=1, optional=True)
     """Latent size of the VAE; None means 2 * action_dim."""
-    batch_size: int = 100
+    batch_size: int = integer(100, ge=1)
     """Transitions per gradient step."""
-    network_init: Literal["lecun_normal", "uniform_fan_in"] = "uniform_fan_in"
+    network_init: Literal["lecun_normal", "uniform_fan_in"] = choice("uniform_fan_in")
     """Initialisation of every Dense layer (VAE, perturbation network, critics): U(+-1/sqrt(fan_in)) for
     weights and biases as PyTorch's nn.Linear (the authors' code), or Flax's LeCun normal, whose critic
     diverged on hopper-medium-replay (docs/algorithms/bcq.md, Measured scores)."""
@@ -96,26 +97,11 @@ class State:
     """Static (not a parameter): the action size, to rebuild the VAE module for sampling."""
 
 
-def validate(config: Config) -> None:
-    """Raise a ValueError that names the field and the fix for a config BCQ cannot run."""
-    if not 0.0 <= config.lmbda <= 1.0:
-        raise ValueError(f"bcq: lmbda must be in [0, 1] (the weight of the min in the target); got {config.lmbda}")
-    if config.perturbation_scale < 0:
-        raise ValueError(f"bcq: perturbation_scale must be >= 0 (0 gives pure VAE sampling); got {config.perturbation_scale}")
-    if config.num_samples < 1:
-        raise ValueError(f"bcq: num_samples must be >= 1; got {config.num_samples}")
-    if config.latent_clip <= 0:
-        raise ValueError(f"bcq: latent_clip must be > 0 (the paper uses 0.5); got {config.latent_clip}")
-    if config.latent_dim is not None and config.latent_dim < 1:
-        raise ValueError(f"bcq: latent_dim must be >= 1 or None (2 * action_dim); got {config.latent_dim}")
-
-
 def vae_net(config: Config, action_dim: int) -> ActionVAE:
     return ActionVAE(config.vae_hidden_dims, action_dim, config.latent_dim or 2 * action_dim, initializer=config.network_init)
 
 
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
-    validate(config)
     k_vae, k_actor, k_critic, k_sample = jax.random.split(key, 4)
     obs, acts = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.action_dim))
     vae, critic_net = vae_net(config, spec.action_dim), Critic(config.hidden_dims, initializer=config.network_init)

@@ -36,67 +36,68 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
+from offrl.config import Checked, ConfigError, choice, flag, integer, number, sizes
 from offrl.data.sampling import Batch
-from offrl.losses import MMD_KERNELS, ensemble_td_loss, mmd_squared, polyak_update, td_target
+from offrl.losses import ensemble_td_loss, mmd_squared, polyak_update, td_target
 from offrl.losses import vae_loss as cvae_loss
 from offrl.nets import ActionVAE, Critic, LogScalar, TanhGaussianActor, q_on_action_sets, vae_sample
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Checked):
     """BEAR-QL; defaults from the authors' code release (BEAR: algos.py, main.py, readme), see docs/algorithms/bear.md."""
 
-    discount: float = 0.99
+    discount: float = number(0.99, ge=0, le=1)
     """Discount factor gamma."""
-    tau: float = 0.005
+    tau: float = number(0.005, gt=0, le=1)
     """Polyak averaging rate of the target critics and the target actor."""
-    lmbda: float = 0.75
+    lmbda: float = number(0.75, ge=0, le=1)
     """Weight of the min in the critic target lmbda * min_k Q'_k + (1 - lmbda) * max_k Q'_k (1: plain min)."""
-    num_samples: int = 10
+    num_samples: int = integer(10, ge=1)
     """n: policy actions sampled per next state for the critic target (max over them) and per state in ``act``."""
-    num_mmd_samples: int = 5
+    num_mmd_samples: int = integer(5, ge=1)
     """m: samples per state from the actor and from the VAE for the MMD (and for the actor's Q term)."""
-    mmd_kernel: Literal["laplacian", "gaussian"] = "laplacian"
+    mmd_kernel: Literal["laplacian", "gaussian"] = choice("laplacian")
     """MMD kernel: laplacian exp(-||x-y||_1 / (2 mmd_sigma)) or gaussian exp(-||x-y||_2^2 / (2 mmd_sigma))."""
-    mmd_sigma: float = 10.0
+    mmd_sigma: float = number(10.0, gt=0)
     """Kernel bandwidth sigma (the authors' recommendation: 10 with laplacian, 20 with gaussian)."""
-    alpha: float = 1.0
+    alpha: float = number(1.0, gt=0)
     """Weight of the MMD term in the actor loss (larger stays closer to the data); the initial value when trained."""
-    mmd_threshold: Optional[float] = 0.05
+    mmd_threshold: Optional[float] = number(0.05, ge=0, optional=True)
     """eps. None: alpha stays fixed. A number: alpha is a Lagrange multiplier trained so the batch-mean MMD tracks eps."""
-    alpha_lr: float = 1e-3
+    alpha_lr: float = number(1e-3, gt=0)
     """Adam learning rate of log alpha (used only with ``mmd_threshold``)."""
-    log_alpha_min: float = -5.0
+    log_alpha_min: float = number(-5.0)
     """log alpha is clipped to [log_alpha_min, log_alpha_max] after each update."""
-    log_alpha_max: float = 10.0
+    log_alpha_max: float = number(10.0)
     """Upper clip of log alpha."""
-    warmstart_steps: int = 20_000
+    warmstart_steps: int = integer(20_000, ge=0)
     """For the first ``warmstart_steps`` updates the actor minimises alpha * MMD only (support matching before Q maximisation)."""
-    num_qs: int = 2
+    num_qs: int = integer(2, ge=1)
     """K: Q functions in the critic ensemble."""
-    actor_q: Literal["min", "mean"] = "min"
+    actor_q: Literal["min", "mean"] = choice("min")
     """How the actor loss combines the ensemble: min_k Q_k or mean_k Q_k."""
-    ensemble_std_coef: float = 0.0
+    ensemble_std_coef: float = number(0.0, ge=0)
     """Weight of the ensemble standard deviation subtracted from the actor's Q (0: off, as the authors recommend)."""
-    latent_clip: float = 0.5
+    latent_clip: float = number(0.5, gt=0)
     """VAE latents, and the actor's standard-normal noise for the m MMD samples, are clipped to +-latent_clip."""
-    clip_all_samples: bool = True
+    clip_all_samples: bool = flag(True)
     """Clip the actor's noise to +-latent_clip in the critic target and ``act`` too (False: MMD samples only, as the authors' code)."""
-    kl_weight: float = 0.5
+    kl_weight: float = number(0.5, ge=0)
     """Weight of the KL term in the VAE loss (reconstruction + kl_weight * KL)."""
-    actor_lr: float = 1e-3
+    actor_lr: float = number(1e-3, gt=0)
     """Adam learning rate of the actor."""
-    critic_lr: float = 1e-3
+    critic_lr: float = number(1e-3, gt=0)
     """Adam learning rate of the critic ensemble."""
-    vae_lr: float = 1e-3
+    vae_lr: float = number(1e-3, gt=0)
     """Adam learning rate of the VAE."""
-    hidden_dims: tuple[int, ...] = (400, 300)
+    hidden_dims: tuple[int, ...] = sizes((400, 300))
     """Hidden layer sizes of the actor and the critics."""
-    vae_hidden_dims: tuple[int, ...] = (750, 750)
+    vae_hidden_dims: tuple[int, ...] = sizes((750, 750))
     """Hidden layer sizes of the VAE encoder and of its decoder."""
-    latent_dim: Optional[int] = None
+    latent_dim: Optional[int] = integer(None, ge=1, optional=True)
     """Latent size of the VAE; None means 2 * action_dim."""
-    batch_size: int = 100
+    batch_size: int = integer(100, ge=1)
     """Transitions per gradient step."""
 
 
@@ -114,26 +115,9 @@ class State:
 
 
 def validate(config: Config) -> None:
-    """Raise a ValueError that names the field and the fix for a config BEAR cannot run."""
-    checks = [
-        (0.0 <= config.lmbda <= 1.0, f"lmbda must be in [0, 1] (the weight of the min in the target); got {config.lmbda}"),
-        (config.num_samples >= 1, f"num_samples must be >= 1; got {config.num_samples}"),
-        (config.num_mmd_samples >= 1, f"num_mmd_samples must be >= 1 (the paper uses 5 or 10); got {config.num_mmd_samples}"),
-        (config.mmd_kernel in MMD_KERNELS, f"mmd_kernel must be one of {', '.join(MMD_KERNELS)}; got {config.mmd_kernel!r}"),
-        (config.mmd_sigma > 0, f"mmd_sigma must be > 0; got {config.mmd_sigma}"),
-        (config.mmd_threshold is None or config.mmd_threshold >= 0,
-         f"mmd_threshold must be >= 0 (the MMD cannot be negative) or None (fixed alpha); got {config.mmd_threshold}"),
-        (config.alpha > 0, f"alpha must be > 0 (it is exp(log alpha)); got {config.alpha}"),
-        (config.log_alpha_min <= config.log_alpha_max, f"log_alpha_min must be <= log_alpha_max; got {config.log_alpha_min} > {config.log_alpha_max}"),
-        (config.num_qs >= 1, f"num_qs must be >= 1; got {config.num_qs}"),
-        (config.actor_q in ("min", "mean"), f"actor_q must be 'min' or 'mean'; got {config.actor_q!r}"),
-        (config.warmstart_steps >= 0, f"warmstart_steps must be >= 0; got {config.warmstart_steps}"),
-        (config.latent_clip > 0, f"latent_clip must be > 0 (the paper uses 0.5); got {config.latent_clip}"),
-        (config.latent_dim is None or config.latent_dim >= 1, f"latent_dim must be >= 1 or None (2 * action_dim); got {config.latent_dim}"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ValueError(f"bear: {message}")
+    """The rule between fields (each field's own range is declared in ``Config``)."""
+    if config.log_alpha_min > config.log_alpha_max:
+        raise ConfigError(f"bear: log_alpha_min must be <= log_alpha_max; got {config.log_alpha_min} > {config.log_alpha_max}")
 
 
 def vae_net(config: Config, action_dim: int) -> ActionVAE:

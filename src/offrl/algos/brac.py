@@ -24,6 +24,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
+from offrl.config import Checked, ConfigError, flag, integer, number, sizes
 from offrl.data.sampling import Batch
 from offrl.losses import behaviour_nll_loss, ensemble_td_loss, polyak_update, sampled_kl, td_target
 from offrl.nets import BehaviourPolicy, Critic, LogScalar, TanhGaussianActor, tanh_gaussian_action, tanh_gaussian_sample_and_log_prob
@@ -34,40 +35,40 @@ the actor cannot reach raises it without end (Adam moves it about alpha_lr per u
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Checked):
     """BRAC with policy regularisation (``brac_p``); defaults from the authors' KL scripts (Wu et al. 2019)."""
 
-    alpha: float = 0.1
+    alpha: float = number(0.1, gt=0)
     """Weight of the divergence D_KL(pi || pi_b): in the actor loss (and, with ``value_penalty``, the critic target); larger = closer to the data. The initial value when ``target_divergence`` is set."""
-    target_divergence: Optional[float] = None
+    target_divergence: Optional[float] = number(None, optional=True)
     """None: alpha stays fixed. A number: alpha is a Lagrange multiplier trained so the estimated KL tracks this target."""
-    value_penalty: bool = False
+    value_penalty: bool = flag(False)
     """Also subtract discount * alpha * D(s') in the critic target (BRAC-v); False penalises only the actor (BRAC-p)."""
-    num_samples: int = 4
+    num_samples: int = integer(4, ge=1)
     """Actions a ~ pi(.|s) per state in the sampled KL estimate."""
-    temperature: float = 0.0
+    temperature: float = number(0.0, ge=0)
     """Fixed SAC entropy temperature (weight of log pi in actor loss and target); the KL already contains -entropy."""
-    discount: float = 0.99
+    discount: float = number(0.99, ge=0, le=1)
     """Discount factor gamma."""
-    tau: float = 0.005
+    tau: float = number(0.005, gt=0, le=1)
     """Polyak averaging rate of the target critics."""
-    num_qs: int = 2
+    num_qs: int = integer(2, ge=1)
     """Number of critics in the ensemble; targets and the actor use their minimum."""
-    actor_lr: float = 3e-4
+    actor_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the policy."""
-    critic_lr: float = 1e-3
+    critic_lr: float = number(1e-3, gt=0)
     """Adam learning rate of the critics."""
-    alpha_lr: float = 1e-3
+    alpha_lr: float = number(1e-3, gt=0)
     """Adam learning rate of log alpha (used only with ``target_divergence``)."""
-    behaviour_lr: float = 5e-4
+    behaviour_lr: float = number(5e-4, gt=0)
     """Adam learning rate of the behaviour proxy pi_b."""
-    behaviour_components: int = 1
+    behaviour_components: int = integer(1, ge=1)
     """Gaussian components of pi_b (1 = tanh-Gaussian; more = a tanh-Gaussian mixture)."""
-    behaviour_warmup_steps: int = 0
+    behaviour_warmup_steps: int = integer(0, ge=0)
     """Updates at the start during which only pi_b is trained (actor, critics and alpha wait)."""
-    hidden_dims: tuple[int, ...] = (256, 256)
+    hidden_dims: tuple[int, ...] = sizes((256, 256))
     """Hidden layer sizes of actor, critics and pi_b."""
-    batch_size: int = 256
+    batch_size: int = integer(256, ge=1)
     """Transitions per gradient step."""
 
 
@@ -75,7 +76,7 @@ class Config:
 class ValuePenaltyConfig(Config):
     """BRAC with the value penalty (``brac_v``): as ``brac_p``, and the critic target subtracts discount * alpha * D(s')."""
 
-    value_penalty: bool = True
+    value_penalty: bool = flag(True)
     """Also subtract discount * alpha * D(s') in the critic target (BRAC-v); False penalises only the actor (BRAC-p)."""
 
 
@@ -90,21 +91,10 @@ class State:
 
 
 def _check(config: Config) -> None:
-    problems = []
-    if not config.alpha > 0:
-        problems.append(f"alpha must be > 0 (got {config.alpha}); it is exp(log alpha) when trained")
+    """The rule between fields (each field's own range is declared in ``Config``)."""
     if config.target_divergence is not None and not config.alpha <= MAX_ALPHA:
-        problems.append(f"alpha, the initial value of the trained alpha, must be <= {MAX_ALPHA:g} with target_divergence (got {config.alpha})")
-    if config.num_samples < 1:
-        problems.append(f"num_samples must be >= 1 (got {config.num_samples})")
-    if config.num_qs < 1:
-        problems.append(f"num_qs must be >= 1 (got {config.num_qs})")
-    if config.behaviour_components < 1:
-        problems.append(f"behaviour_components must be >= 1 (got {config.behaviour_components})")
-    if config.behaviour_warmup_steps < 0:
-        problems.append(f"behaviour_warmup_steps must be >= 0 (got {config.behaviour_warmup_steps})")
-    if problems:
-        raise ValueError("brac: " + "; ".join(problems))
+        raise ConfigError(f"brac: alpha, the initial value of the trained alpha, must be <= {MAX_ALPHA:g} with "
+                          f"target_divergence (got {config.alpha})")
 
 
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:

@@ -32,6 +32,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
+from offrl.config import Checked, ConfigError, flag, integer, number, sizes
 from offrl.data.sampling import Batch
 from offrl.data.returns import discounted_returns
 from offrl.losses import calibrated_q, cql_logsumexp, ensemble_td_loss, polyak_update, td_target, uniform_log_density
@@ -44,49 +45,49 @@ MAX_ALPHA = 1e6
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Checked):
     """CQL(H); defaults: the authors' Gym-MuJoCo setting (``Config.preset("locomotion")``, see docs/algorithms/cql.md)."""
 
-    alpha: float = 5.0
+    alpha: float = number(5.0, ge=0)
     """Weight of the conservative term alpha (LSE - Q_data); larger is more conservative. Initial value when trained."""
-    target_action_gap: Optional[float] = None
+    target_action_gap: Optional[float] = number(None, optional=True)
     """None: alpha stays fixed. A number tau: alpha is a Lagrange multiplier trained so E[LSE - Q_data] tracks tau (eq. 5)."""
-    alpha_lr: float = 3e-4
+    alpha_lr: float = number(3e-4, gt=0)
     """Adam learning rate of log alpha (used only with ``target_action_gap``; the authors use the critic's rate)."""
-    num_samples: int = 10
+    num_samples: int = integer(10, ge=1)
     """Actions N drawn from each of the three proposals per state for the log-sum-exp (3N in total)."""
-    max_backup: bool = False
+    max_backup: bool = flag(False)
     """Target min_i max_j Q'_i(s', a'_j) over ``num_samples`` policy actions a'_j, without the entropy term."""
-    backup_entropy: bool = False
+    backup_entropy: bool = flag(False)
     """Subtract temperature * log pi(a'|s') in the target (the authors' default leaves it out)."""
-    bc_steps: int = 40_000
+    bc_steps: int = integer(40_000, ge=0)
     """Updates at the start whose actor loss clones the data (log pi(a|s)) instead of maximising Q."""
-    discount: float = 0.99
+    discount: float = number(0.99, ge=0, le=1)
     """Discount factor gamma."""
-    tau: float = 0.005
+    tau: float = number(0.005, gt=0, le=1)
     """Polyak averaging rate of the target critic."""
-    actor_lr: float = 1e-4
+    actor_lr: float = number(1e-4, gt=0)
     """Adam learning rate of the policy."""
-    critic_lr: float = 3e-4
+    critic_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the twin critic."""
-    temperature_lr: float = 1e-4
+    temperature_lr: float = number(1e-4, gt=0)
     """Adam learning rate of the log entropy temperature (the authors use the policy's rate)."""
-    init_temperature: float = 1.0
+    init_temperature: float = number(1.0, gt=0)
     """Initial entropy temperature."""
-    target_entropy: Optional[float] = None
+    target_entropy: Optional[float] = number(None, optional=True)
     """Entropy the temperature tuning aims at; None means -action_dim."""
-    hidden_dims: tuple[int, ...] = (256, 256, 256)
+    hidden_dims: tuple[int, ...] = sizes((256, 256, 256))
     """Hidden layer sizes of actor and critics."""
-    batch_size: int = 256
+    batch_size: int = integer(256, ge=1)
     """Transitions per gradient step."""
-    calibrated: bool = False
+    calibrated: bool = flag(False)
     """Cal-QL: floor the policy actions' Q in the log-sum-exp at the data's Monte-Carlo return (the ``calql`` entry sets it)."""
 
     @classmethod
     def preset(cls, domain: str, **overrides) -> "Config":
         """The defaults of one domain (``"locomotion"`` or ``"maze"``, see PRESETS), with ``overrides`` on top."""
         if domain not in PRESETS:
-            raise ValueError(f"cql: unknown preset {domain!r}; choose one of {sorted(PRESETS)}")
+            raise ConfigError(f"cql: unknown preset {domain!r}; choose one of {sorted(PRESETS)}")
         values = {**PRESETS[domain], **overrides}
         if domain == "maze" and "target_action_gap" not in overrides:
             values["target_action_gap"] = reference_gap_to_ours(5.0, values.get("num_samples", cls.num_samples))
@@ -119,18 +120,13 @@ class State:
 
 
 def _check(config: Config) -> None:
-    if config.alpha < 0:
-        raise ValueError(f"cql: alpha must be >= 0 (0 = plain SAC critic), got {config.alpha}")
+    """The rules between fields (each field's own range is declared in ``Config``)."""
     if config.target_action_gap is not None and config.alpha <= 0:
-        raise ValueError(f"cql: with target_action_gap set, alpha is the initial Lagrange multiplier exp(log alpha) "
-                         f"and must be > 0, got {config.alpha}")
-    if config.num_samples < 1:
-        raise ValueError(f"cql: num_samples must be >= 1 action per proposal and state, got {config.num_samples}")
+        raise ConfigError(f"cql: with target_action_gap set, alpha is the initial Lagrange multiplier exp(log alpha) "
+                          f"and must be > 0, got {config.alpha}")
     if config.calibrated and type(config) is Config:
-        raise ValueError("cql: calibrated=True needs the data's Monte-Carlo returns, which the calql algorithm "
-                         "provides: train `calql` instead")
-    if config.bc_steps < 0:
-        raise ValueError(f"cql: bc_steps must be >= 0 (0 = no behaviour-cloning warm-up), got {config.bc_steps}")
+        raise ConfigError("cql: calibrated=True needs the data's Monte-Carlo returns, which the calql algorithm "
+                          "provides: train `calql` instead")
 
 
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
@@ -287,7 +283,7 @@ def episode_mc_returns(config: Config, rewards, terminals) -> dict:
 class CalQLConfig(Config):
     """Cal-QL: CQL with ``calibrated=True`` (the other defaults as CQL's)."""
 
-    calibrated: bool = True
+    calibrated: bool = flag(True)
     """Floor the policy actions' Q in the log-sum-exp at the data's Monte-Carlo return (Cal-QL); False gives CQL."""
 
 

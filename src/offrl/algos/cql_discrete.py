@@ -26,37 +26,37 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
+from offrl.config import Checked, choice, flag, integer, number, sizes
 from offrl.data.sampling import Batch
 from offrl.losses import (action_values, discrete_cql_penalty, double_q_next_values, periodic_target_update,
                           td_regression_loss, td_target)
-from offrl.losses.discrete import TD_LOSSES
 from offrl.nets import MLP
 from offrl.nets.discrete import greedy_or_sampled
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Checked):
     """CQL(H) on double DQN. alpha = 1.0 is the authors' Atari setting for the 10% datasets (4.0 for
     the 1% ones; Kumar et al. 2020, run on QR-DQN, per the instructions of their released code); the
     other fields are offrl's shared defaults (see docs/algorithms/cql_discrete.md)."""
 
-    alpha: float = 1.0
+    alpha: float = number(1.0, ge=0)
     """Weight of the CQL(H) penalty logsumexp_a Q(s, a) - Q(s, a_data) against the TD loss; larger is more conservative, 0 is double DQN."""
-    double_q: bool = True
+    double_q: bool = flag(True)
     """Double Q-learning target Q'(s', argmax Q(s', .)) (van Hasselt et al. 2016); False: max_a Q'(s', a)."""
-    td_loss: Literal["huber", "mse"] = "huber"
+    td_loss: Literal["huber", "mse"] = choice("huber")
     """TD regression loss: Huber with delta 1 or the squared error u^2 / 2 (the paper's 1/2 factor)."""
-    discount: float = 0.99
+    discount: float = number(0.99, ge=0, le=1)
     """Discount factor gamma."""
-    tau: float = 0.005
+    tau: float = number(0.005, gt=0, le=1)
     """Polyak averaging rate of the target network, applied every ``target_update_period`` updates (1.0: a hard copy)."""
-    target_update_period: int = 1
+    target_update_period: int = integer(1, ge=1)
     """Update the target network every this many updates."""
-    critic_lr: float = 3e-4
+    critic_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the Q-network."""
-    hidden_dims: tuple[int, ...] = (256, 256)
+    hidden_dims: tuple[int, ...] = sizes((256, 256))
     """Hidden layer sizes of the Q-network (its output layer has one value per action)."""
-    batch_size: int = 256
+    batch_size: int = integer(256, ge=1)
     """Transitions per gradient step."""
 
 
@@ -67,19 +67,7 @@ class State:
     step: jax.Array
 
 
-def check_config(config: Config) -> None:
-    if config.alpha < 0:
-        raise ValueError(f"alpha (the CQL penalty weight) must be >= 0, got {config.alpha}")
-    if config.td_loss not in TD_LOSSES:
-        raise ValueError(f"td_loss must be one of {', '.join(TD_LOSSES)}; got {config.td_loss!r}")
-    if config.target_update_period < 1:
-        raise ValueError(f"target_update_period must be >= 1 (1: every update), got {config.target_update_period}")
-    if not 0.0 < config.tau <= 1.0:
-        raise ValueError(f"tau must be in (0, 1] (1.0: hard copy), got {config.tau}")
-
-
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
-    check_config(config)
     if spec.num_actions is None:
         raise ValueError("cql_discrete needs a dataset with discrete actions (DatasetInfo.num_actions)")
     net = MLP(config.hidden_dims, spec.num_actions)

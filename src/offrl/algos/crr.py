@@ -24,40 +24,38 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
+from offrl.config import Checked, choice, integer, number, sizes
 from offrl.data.sampling import Batch
 from offrl.losses import (advantage_weights, binary_filter, ensemble_td_loss, polyak_update, td_target,
                           weighted_log_likelihood_loss)
 from offrl.nets import Critic, GaussianActor, gaussian_action, gaussian_samples, q_on_action_sets
 
-FILTERS = ("exp", "binary")
-ADVANTAGES = ("mean", "max")
-
 
 @dataclass(frozen=True)
-class Config:
+class Config(Checked):
     """CRR; beta, max_weight and num_samples from Wang et al. (2020) and the authors' released learner."""
 
-    filter: Literal["exp", "binary"] = "exp"
+    filter: Literal["exp", "binary"] = choice("exp")
     """Policy filter f(A): "exp" = min(exp(beta A), max_weight) (eq. 4), "binary" = 1[A > 0] (eq. 3)."""
-    advantage: Literal["mean", "max"] = "mean"
+    advantage: Literal["mean", "max"] = choice("mean")
     """Baseline of the advantage over policy samples: "mean" = Q(s,a) - mean_j Q(s,a_j), "max" = Q(s,a) - max_j Q(s,a_j)."""
-    beta: float = 1.0
+    beta: float = number(1.0, ge=0)
     """Inverse temperature of the exponential filter exp(beta * A); the paper's beta = 1 (a temperature) is 1 / beta."""
-    max_weight: float = 20.0
+    max_weight: float = number(20.0, gt=0)
     """Clip of the exponential filter (the paper: 20)."""
-    num_samples: int = 4
+    num_samples: int = integer(4, ge=1)
     """Policy samples m per state in the advantage baseline (the paper: 4)."""
-    discount: float = 0.99
+    discount: float = number(0.99, ge=0, le=1)
     """Discount factor gamma."""
-    tau: float = 0.005
+    tau: float = number(0.005, gt=0, le=1)
     """Polyak averaging rate of the target critic (the authors' learner copies it every 100 steps)."""
-    actor_lr: float = 3e-4
+    actor_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the policy."""
-    critic_lr: float = 3e-4
+    critic_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the twin critic."""
-    hidden_dims: tuple[int, ...] = (256, 256)
+    hidden_dims: tuple[int, ...] = sizes((256, 256))
     """Hidden layer sizes of actor and critics."""
-    batch_size: int = 256
+    batch_size: int = integer(256, ge=1)
     """Transitions per gradient step."""
 
 
@@ -69,21 +67,7 @@ class State:
     step: jax.Array
 
 
-def _check(config: Config) -> None:
-    if config.filter not in FILTERS:
-        raise ValueError(f"crr: filter must be one of {FILTERS}, got {config.filter!r} (--algo.filter exp|binary)")
-    if config.advantage not in ADVANTAGES:
-        raise ValueError(f"crr: advantage must be one of {ADVANTAGES}, got {config.advantage!r} (--algo.advantage mean|max)")
-    if config.num_samples < 1:
-        raise ValueError(f"crr: num_samples must be >= 1 policy sample per state, got {config.num_samples}; the paper uses 4")
-    if config.beta < 0:
-        raise ValueError(f"crr: beta must be >= 0 (0 = behaviour cloning), got {config.beta}")
-    if config.max_weight <= 0:
-        raise ValueError(f"crr: max_weight must be > 0, got {config.max_weight}; the paper uses 20")
-
-
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
-    _check(config)
     k_actor, k_critic = jax.random.split(key)
     obs, acts = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.action_dim))
     actor_net, critic_net = GaussianActor(config.hidden_dims, spec.action_dim), Critic(config.hidden_dims)

@@ -24,33 +24,33 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
+from offrl.config import Checked, choice, flag, integer, number, sizes
 from offrl.data.sampling import Batch
 from offrl.losses import action_values, double_q_next_values, periodic_target_update, td_regression_loss, td_target
-from offrl.losses.discrete import TD_LOSSES
 from offrl.nets import MLP
 from offrl.nets.discrete import greedy_or_sampled
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Checked):
     """Offline (double) DQN. Loss, double Q and the target rule follow Mnih et al. 2015 / van Hasselt
     et al. 2016; the optimiser, widths and Polyak target are offrl's shared defaults (see the docs page)."""
 
-    double_q: bool = True
+    double_q: bool = flag(True)
     """Double Q-learning target Q'(s', argmax Q(s', .)) (van Hasselt et al. 2016); False: max_a Q'(s', a)."""
-    td_loss: Literal["huber", "mse"] = "huber"
+    td_loss: Literal["huber", "mse"] = choice("huber")
     """TD regression loss: Huber with delta 1 (DQN's error clipping) or the squared error u^2 / 2."""
-    discount: float = 0.99
+    discount: float = number(0.99, ge=0, le=1)
     """Discount factor gamma."""
-    tau: float = 0.005
+    tau: float = number(0.005, gt=0, le=1)
     """Polyak averaging rate of the target network, applied every ``target_update_period`` updates (1.0: a hard copy)."""
-    target_update_period: int = 1
+    target_update_period: int = integer(1, ge=1)
     """Update the target network every this many updates (DQN's hard copy: tau=1.0 and e.g. 2000)."""
-    critic_lr: float = 3e-4
+    critic_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the Q-network."""
-    hidden_dims: tuple[int, ...] = (256, 256)
+    hidden_dims: tuple[int, ...] = sizes((256, 256))
     """Hidden layer sizes of the Q-network (its output layer has one value per action)."""
-    batch_size: int = 256
+    batch_size: int = integer(256, ge=1)
     """Transitions per gradient step."""
 
 
@@ -61,17 +61,7 @@ class State:
     step: jax.Array
 
 
-def check_config(config: Config) -> None:
-    if config.td_loss not in TD_LOSSES:
-        raise ValueError(f"td_loss must be one of {', '.join(TD_LOSSES)}; got {config.td_loss!r}")
-    if config.target_update_period < 1:
-        raise ValueError(f"target_update_period must be >= 1 (1: every update), got {config.target_update_period}")
-    if not 0.0 < config.tau <= 1.0:
-        raise ValueError(f"tau must be in (0, 1] (1.0: hard copy), got {config.tau}")
-
-
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
-    check_config(config)
     if spec.num_actions is None:
         raise ValueError("dqn_offline needs a dataset with discrete actions (DatasetInfo.num_actions)")
     net = MLP(config.hidden_dims, spec.num_actions)

@@ -19,44 +19,45 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
+from offrl.config import Checked, choice, flag, integer, number, sizes
 from offrl.data.sampling import Batch
 from offrl.losses import advantage_weights, ensemble_td_loss, expectile_loss, polyak_update, td_target, weighted_log_likelihood_loss
 from offrl.nets import Critic, GaussianActor, ValueNet, gaussian_action
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Checked):
     """IQL; defaults are the paper's MuJoCo locomotion settings (Kostrikov et al. 2021, App. B)."""
 
-    expectile: float = 0.7
+    expectile: float = number(0.7, gt=0, lt=1)
     """Expectile tau of the value loss (0.5 = mean; -> 1 approaches the in-sample max)."""
-    beta: float = 3.0
+    beta: float = number(3.0, ge=0)
     """Inverse temperature of the advantage weights exp(beta * A)."""
-    max_weight: float = 100.0
+    max_weight: float = number(100.0, gt=0)
     """Clip of the advantage weights."""
-    discount: float = 0.99
+    discount: float = number(0.99, ge=0, le=1)
     """Discount factor gamma."""
-    tau: float = 0.005
+    tau: float = number(0.005, gt=0, le=1)
     """Polyak averaging rate of the target critic."""
-    actor_lr: float = 3e-4
+    actor_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the policy (cosine-decayed over the run when ``cosine_actor_lr``)."""
-    critic_lr: float = 3e-4
+    critic_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the twin critic."""
-    value_lr: float = 3e-4
+    value_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the value network."""
-    cosine_actor_lr: bool = True
+    cosine_actor_lr: bool = flag(True)
     """Decay the actor learning rate to zero with a cosine schedule over the run's updates."""
-    hidden_dims: tuple[int, ...] = (256, 256)
+    hidden_dims: tuple[int, ...] = sizes((256, 256))
     """Hidden layer sizes of actor, critics and value network."""
-    actor_dropout: float = 0.0
+    actor_dropout: float = number(0.0, ge=0, lt=1)
     """Dropout rate in the actor (the paper uses 0.1 on Kitchen/Adroit only)."""
-    batch_size: int = 256
+    batch_size: int = integer(256, ge=1)
     """Transitions per gradient step."""
-    log_std_bound: Literal["clip", "sigmoid"] = "sigmoid"
+    log_std_bound: Literal["clip", "sigmoid"] = choice("sigmoid")
     """How the policy's state-independent log-std stays in [-5, 2] (``offrl.nets.GaussianActor``): ``sigmoid``
     (-5 + 7 sigmoid(theta), starting at -1.5; measured steadier here) or ``clip`` (the IQL authors' clipped free
     parameter starting at 0)."""
-    network_init: Literal["lecun_normal", "uniform_fan_in"] = "uniform_fan_in"
+    network_init: Literal["lecun_normal", "uniform_fan_in"] = choice("uniform_fan_in")
     """Initialisation of every network's Dense layers (``offrl.nets.NETWORK_INITS``): ``uniform_fan_in`` (PyTorch's
     ``nn.Linear`` init, measured better here) or ``lecun_normal`` (Flax's)."""
 

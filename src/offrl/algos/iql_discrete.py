@@ -20,6 +20,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
+from offrl.config import Checked, flag, integer, number, sizes
 from offrl.data.sampling import Batch
 from offrl.losses import (action_values, advantage_weights, categorical_log_prob, ensemble_td_loss, expectile_loss,
                           polyak_update, td_target)
@@ -28,33 +29,33 @@ from offrl.nets.discrete import greedy_or_sampled
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Checked):
     """IQL with a softmax policy; the defaults are the paper's MuJoCo locomotion settings (Kostrikov et al.
     2021, App. B; the paper gives none for discrete actions) except ``beta``, measured on the discrete
     datasets (docs/algorithms/iql_discrete.md)."""
 
-    expectile: float = 0.7
+    expectile: float = number(0.7, gt=0, lt=1)
     """Expectile tau of the value loss (0.5 = mean; -> 1 approaches the in-sample max)."""
-    beta: float = 1.0
+    beta: float = number(1.0, ge=0)
     """Inverse temperature of the advantage weights exp(beta * A). 1.0: on lunarlander-medium the locomotion
     value 3.0 scored 36 and 1.0 scored 94 (2 seeds each, 10k updates); CartPole and Acrobot reach 97-100 with either."""
-    max_weight: float = 100.0
+    max_weight: float = number(100.0, gt=0)
     """Clip of the advantage weights."""
-    discount: float = 0.99
+    discount: float = number(0.99, ge=0, le=1)
     """Discount factor gamma."""
-    tau: float = 0.005
+    tau: float = number(0.005, gt=0, le=1)
     """Polyak averaging rate of the target critic."""
-    actor_lr: float = 3e-4
+    actor_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the policy (cosine-decayed over the run when ``cosine_actor_lr``)."""
-    critic_lr: float = 3e-4
+    critic_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the twin critic."""
-    value_lr: float = 3e-4
+    value_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the value network."""
-    cosine_actor_lr: bool = True
+    cosine_actor_lr: bool = flag(True)
     """Decay the actor learning rate to zero with a cosine schedule over the run's updates."""
-    hidden_dims: tuple[int, ...] = (256, 256)
+    hidden_dims: tuple[int, ...] = sizes((256, 256))
     """Hidden layer sizes of actor, critics and value network."""
-    batch_size: int = 256
+    batch_size: int = integer(256, ge=1)
     """Transitions per gradient step."""
 
 
@@ -70,8 +71,6 @@ class State:
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
     if spec.num_actions is None:
         raise ValueError("iql_discrete needs a dataset with discrete actions (DatasetInfo.num_actions)")
-    if not 0.0 < config.expectile < 1.0:
-        raise ValueError(f"expectile must be in (0, 1), got {config.expectile}")
     k_actor, k_critic, k_value = jax.random.split(key, 3)
     obs = jnp.zeros((1, spec.obs_dim))
     actor_net = MLP(config.hidden_dims, spec.num_actions)

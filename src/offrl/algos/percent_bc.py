@@ -22,25 +22,26 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
+from offrl.config import Checked, choice, integer, number, sizes
 from offrl.data import Dataset
 from offrl.data.sampling import Batch
 from offrl.losses import cloning_loss
-from offrl.nets import CLONING_POLICIES, cloning_action, cloning_actor
+from offrl.nets import cloning_action, cloning_actor
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Checked):
     """%BC; ``top_fraction`` 0.1 is the 10%BC of Chen et al. (2021) and Emmons et al. (2021); network and lr as ``bc``."""
 
-    top_fraction: float = 0.1
+    top_fraction: float = number(0.1, gt=0, le=1)
     """Fraction of the dataset's transitions to keep, as whole episodes in order of return (in (0, 1]; 1 = plain BC)."""
-    policy: Literal["deterministic", "gaussian"] = "deterministic"
+    policy: Literal["deterministic", "gaussian"] = choice("deterministic")
     """Policy class: tanh-MLP fitted by squared error, or a Gaussian fitted by log-likelihood."""
-    hidden_dims: tuple[int, ...] = (256, 256)
+    hidden_dims: tuple[int, ...] = sizes((256, 256))
     """Hidden layer sizes of the policy MLP."""
-    actor_lr: float = 3e-4
+    actor_lr: float = number(3e-4, gt=0)
     """Adam learning rate."""
-    batch_size: int = 256
+    batch_size: int = integer(256, ge=1)
     """Transitions per gradient step."""
 
 
@@ -48,14 +49,6 @@ class Config:
 class State:
     actor: TrainState
     step: jax.Array
-
-
-def _check(config: Config) -> None:
-    if not (isinstance(config.top_fraction, (int, float)) and 0.0 < config.top_fraction <= 1.0):
-        raise ValueError(f"percent_bc: top_fraction must be in (0, 1], got {config.top_fraction!r}; "
-                         "e.g. --algo.top-fraction 0.1 keeps the best 10% of the data")
-    if config.policy not in CLONING_POLICIES:
-        raise ValueError(f"percent_bc: policy must be 'deterministic' or 'gaussian', got {config.policy!r}")
 
 
 def top_episodes(returns: np.ndarray, lengths: np.ndarray, top_fraction: float) -> np.ndarray:
@@ -80,12 +73,10 @@ def top_episodes(returns: np.ndarray, lengths: np.ndarray, top_fraction: float) 
 
 def prepare_dataset(config: Config, dataset: Dataset) -> Dataset:
     """Keep the top episodes by return (:func:`top_episodes`)."""
-    _check(config)
     return dataset.select_episodes(top_episodes(dataset.episode_returns(), dataset.episode_lengths(), config.top_fraction))
 
 
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
-    _check(config)
     net = cloning_actor(config.policy, config.hidden_dims, spec.action_dim)
     params = net.init(key, jnp.zeros((1, spec.obs_dim)))
     actor = TrainState.create(apply_fn=net.apply, params=params, tx=optax.adam(config.actor_lr))

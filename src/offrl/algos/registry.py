@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import jax
 
+from offrl.config import ConfigError
 from offrl.data.sampling import Batch, DeviceData, sample_uniform
 
 
@@ -110,16 +111,17 @@ def algo_for_config(config: Any) -> Algo:
 
 
 def check_action_kind(algo: Algo, spec: DataSpec) -> None:
-    """Raise ``ValueError`` when a continuous algorithm meets discrete actions or vice versa."""
+    """Raise :class:`offrl.config.ConfigError` (a ``ValueError``) when a continuous algorithm meets
+    discrete actions or vice versa."""
     data_discrete = spec.num_actions is not None
     if algo.discrete == data_discrete:
         return
     matching = ", ".join(n for n, a in sorted(_REGISTRY.items()) if a.discrete == data_discrete) or "(none)"
     if data_discrete:
-        raise ValueError(
+        raise ConfigError(
             f"algorithm {algo.name!r} needs continuous (Box) actions but the dataset has discrete actions "
             f"(num_actions={spec.num_actions}). Fix: use a discrete-action algorithm: {matching}")
-    raise ValueError(
+    raise ConfigError(
         f"algorithm {algo.name!r} needs discrete actions but the dataset has continuous actions "
         f"(act_dim={spec.action_dim}). Fix: use a continuous-action algorithm: {matching}; or, if the "
         "actions are action indices stored as floats, rebuild the dataset with DatasetInfo(num_actions=K)")

@@ -24,6 +24,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
+from offrl.config import Checked, flag, integer, number, sizes
 from offrl.data.sampling import Batch
 from offrl.losses import ensemble_td_loss, polyak_update, td_target
 from offrl.losses import temperature_loss as sac_temperature_loss
@@ -31,30 +32,30 @@ from offrl.nets import Critic, LogScalar, TanhGaussianActor, tanh_gaussian_actio
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Checked):
     """SAC; defaults from Haarnoja et al. (2018, v2), Table 1, with automatic temperature tuning."""
 
-    discount: float = 0.99
+    discount: float = number(0.99, ge=0, le=1)
     """Discount factor gamma."""
-    tau: float = 0.005
+    tau: float = number(0.005, gt=0, le=1)
     """Polyak averaging rate of the target critic."""
-    actor_lr: float = 3e-4
+    actor_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the policy."""
-    critic_lr: float = 3e-4
+    critic_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the twin critic."""
-    temperature_lr: float = 3e-4
+    temperature_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the log-temperature."""
-    init_temperature: float = 1.0
+    init_temperature: float = number(1.0, gt=0)
     """Initial entropy temperature (the weight of -log pi in the soft value)."""
-    learn_temperature: bool = True
+    learn_temperature: bool = flag(True)
     """Tune the temperature so the policy entropy tracks ``target_entropy`` (False: keep ``init_temperature``)."""
-    target_entropy: Optional[float] = None
+    target_entropy: Optional[float] = number(None, optional=True)
     """Entropy the temperature tuning aims at; None means -action_dim (the paper's heuristic)."""
-    backup_entropy: bool = True
+    backup_entropy: bool = flag(True)
     """Subtract temperature * log pi(a'|s') in the critic target (the soft Bellman backup)."""
-    hidden_dims: tuple[int, ...] = (256, 256)
+    hidden_dims: tuple[int, ...] = sizes((256, 256))
     """Hidden layer sizes of actor and critics."""
-    batch_size: int = 256
+    batch_size: int = integer(256, ge=1)
     """Transitions per gradient step."""
 
 

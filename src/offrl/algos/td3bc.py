@@ -16,34 +16,35 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
+from offrl.config import Checked, integer, number, sizes
 from offrl.data.sampling import Batch
 from offrl.losses import ensemble_td_loss, polyak_update, td3bc_actor_loss, td_target
 from offrl.nets import Critic, DeterministicActor
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Checked):
     """TD3+BC; defaults from Fujimoto & Gu (2021), Table 3."""
 
-    alpha: float = 2.5
+    alpha: float = number(2.5, ge=0)
     """Weight of the Q term relative to BC: lambda = alpha / mean|Q(s, pi(s))|."""
-    discount: float = 0.99
+    discount: float = number(0.99, ge=0, le=1)
     """Discount factor gamma."""
-    tau: float = 0.005
+    tau: float = number(0.005, gt=0, le=1)
     """Polyak averaging rate of the target networks."""
-    policy_noise: float = 0.2
+    policy_noise: float = number(0.2, ge=0)
     """Std of the target policy smoothing noise (unit action box)."""
-    noise_clip: float = 0.5
+    noise_clip: float = number(0.5, ge=0)
     """Clip of the target policy smoothing noise."""
-    policy_freq: int = 2
+    policy_freq: int = integer(2, ge=1)
     """Actor and target updates happen every ``policy_freq`` critic updates."""
-    actor_lr: float = 3e-4
+    actor_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the actor."""
-    critic_lr: float = 3e-4
+    critic_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the twin critic."""
-    hidden_dims: tuple[int, ...] = (256, 256)
+    hidden_dims: tuple[int, ...] = sizes((256, 256))
     """Hidden layer sizes of actor and critics."""
-    batch_size: int = 256
+    batch_size: int = integer(256, ge=1)
     """Transitions per gradient step."""
 
 

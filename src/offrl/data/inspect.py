@@ -20,6 +20,7 @@ from typing import Annotated, Any, Optional
 import numpy as np
 
 from offrl.data.dataset import Dataset
+from offrl.usage import parse_args
 
 __all__ = ["QUANTILES", "cli_info", "cli_plot", "dataset_summary", "plot_returns"]
 
@@ -169,7 +170,7 @@ def cli_info(argv: list[str]) -> int:
         json: bool = False
         """Print the summary as JSON instead of a table."""
 
-    args = tyro.cli(InfoArgs, args=argv, prog="offrl data info")
+    args = parse_args(InfoArgs, argv, "offrl data info")
     summary = dataset_summary(_load(args.name, args.seed))
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -202,7 +203,7 @@ def cli_plot(argv: list[str]) -> int:
         seed: int = 0
         """Seed of a built-in dataset."""
 
-    args = tyro.cli(PlotArgs, args=argv, prog="offrl data plot")
+    args = parse_args(PlotArgs, argv, "offrl data plot")
     out = Path(args.out) if args.out else _default_plot_path(args.name)
     path = plot_returns(_load(args.name, args.seed), out)
     print(f"wrote {path}")

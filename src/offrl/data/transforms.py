@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .dataset import Dataset
+from .dataset import Dataset, DatasetError
 
 __all__ = ["REWARD_SCALINGS", "Transforms", "fit_transforms"]
 
@@ -196,7 +196,7 @@ def fit_transforms(dataset: Dataset, normalize_observations: bool,
         returns = dataset.episode_returns()
         spread = float(returns.max() - returns.min())
         if spread <= 1e-8:
-            raise ValueError(
+            raise DatasetError(
                 f"reward_scaling='iql_locomotion' needs episodes with different returns, but all "
                 f"{len(returns)} episode(s) return {returns.max():.6g}; use reward_scaling='none'")
         scale = 1000.0 / spread

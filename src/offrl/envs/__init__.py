@@ -17,7 +17,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-__all__ = ["make_env", "normalized_score", "known_env_ids"]
+__all__ = ["UnknownEnvError", "make_env", "normalized_score", "known_env_ids"]
 
 
 def known_env_ids() -> list[str]:
@@ -25,6 +25,10 @@ def known_env_ids() -> list[str]:
     import gymnasium as gym
 
     return sorted(gym.registry.keys())
+
+
+class UnknownEnvError(ValueError):
+    """An environment id gymnasium does not know; the message lists close matches."""
 
 
 def make_env(
@@ -52,12 +56,12 @@ def make_env(
     if ":" not in env_id and env_id not in gym.registry:
         _register_robotics_envs()
     if ":" not in env_id and env_id not in gym.registry:
-        raise ValueError(_unknown_env_message(env_id, list(gym.registry.keys())))
+        raise UnknownEnvError(_unknown_env_message(env_id, list(gym.registry.keys())))
     try:
         with _mujoco_model_warnings():
             return gym.make(env_id, **kwargs)
     except gym.error.UnregisteredEnv as exc:  # e.g. "module:Name" whose module registers nothing
-        raise ValueError(f"{_unknown_env_message(env_id, list(gym.registry.keys()))} ({exc})") from exc
+        raise UnknownEnvError(f"{_unknown_env_message(env_id, list(gym.registry.keys()))} ({exc})") from exc
 
 
 def _register_robotics_envs() -> None:
