@@ -25,7 +25,7 @@ from typing import Literal, Optional
 import tyro
 
 from offrl.config import Checked, integer
-from offrl.usage import UsageError, parse_args, user_errors
+from offrl.usage import UsageError, parse_args
 
 DEFAULT_ALGO = "iql"
 DEFAULT_DATASET = "pendulum-mixed"
@@ -316,6 +316,20 @@ def cmd_bench(argv: list[str]) -> int:
     from offrl.bench import main as bench_main
 
     return bench_main(argv)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that mean a user's mistake (one line, exit 2); everything else is a bug."""
+    from offrl.algos.registry import UnknownAlgorithmError
+    from offrl.checkpoint import CheckpointError
+    from offrl.config import ConfigError
+    from offrl.data import DatasetError
+    from offrl.envs import UnknownEnvError
+    from offrl.envs.policies import ZooError
+    from offrl.train import TrainingDivergedError
+
+    return (UsageError, ConfigError, UnknownAlgorithmError, CheckpointError, DatasetError, UnknownEnvError, ZooError,
+            FileNotFoundError, NotADirectoryError, IsADirectoryError, TrainingDivergedError)
 
 
 def main(argv: list[str] | None = None) -> int:

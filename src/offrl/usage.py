@@ -1,7 +1,7 @@
 """The boundary between a user's mistake and a bug on the command line.
 
 A user's mistake (an option out of range, a missing file, an unknown name, a dataset that does not
-fit the algorithm) is one of :func:`user_errors`: ``offrl`` prints it as one line on stderr,
+fit the algorithm) is one of ``offrl.cli.user_errors()``: ``offrl`` prints it as one line on stderr,
 ``offrl COMMAND: error: ...``, and exits with status 2. Any other exception is a bug and keeps its
 traceback. :func:`parse_args` runs tyro so that its own parse errors (a malformed value, a missing
 argument) become a :class:`UsageError` too, instead of a multi-line box.
@@ -18,20 +18,6 @@ from typing import Any, Sequence
 
 class UsageError(Exception):
     """A malformed command line: an unknown command or option, a value tyro cannot parse."""
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """The exception types that mean a user's mistake (one line, exit 2); everything else is a bug."""
-    from offrl.algos.registry import UnknownAlgorithmError
-    from offrl.checkpoint import CheckpointError
-    from offrl.config import ConfigError
-    from offrl.data import DatasetError
-    from offrl.envs import UnknownEnvError
-    from offrl.envs.policies import ZooError
-    from offrl.train import TrainingDivergedError
-
-    return (UsageError, ConfigError, UnknownAlgorithmError, CheckpointError, DatasetError, UnknownEnvError, ZooError,
-            FileNotFoundError, NotADirectoryError, IsADirectoryError, TrainingDivergedError)
 
 
 def one_line(box: str) -> str:
