@@ -34,6 +34,23 @@ def ensemble_td_loss(q_values: jax.Array, targets: jax.Array) -> jax.Array:
     return ((q_values - targets) ** 2).mean(axis=1).sum()
 
 
+def gradient_diversity(action_grads: jax.Array, eps: float = 1e-10) -> jax.Array:
+    """EDAC's ensemble-gradient diversity penalty (An et al. 2021, eq. 6, in the authors' form):
+
+        E_B[ 1/(K-1) sum_{i != j} <g_i, g_j> / (||g_i|| ||g_j||) ],   g_i = grad_a Q_i(s, a)
+
+    the cosine similarities of every ordered pair of members' action gradients (``action_grads``
+    [K, B, act_dim], e.g. from ``offrl.nets.ensemble_action_gradients``), summed, divided by K - 1 and
+    averaged over the batch. Each norm gets ``eps`` added, as in the authors' code. K when all
+    gradients point the same way, at least -K/(K-1) (sum_{i != j} <u_i, u_j> = ||sum_i u_i||^2 - K); a
+    minimiser turns the members' gradients apart, so the ensemble disagrees off the data. Needs K >= 2.
+    """
+    unit = action_grads / (jnp.linalg.norm(action_grads, axis=-1, keepdims=True) + eps)
+    cosine = jnp.einsum("ibd,jbd->bij", unit, unit)  # [B, K, K]
+    off_diagonal = cosine.sum(axis=(1, 2)) - jnp.trace(cosine, axis1=1, axis2=2)
+    return off_diagonal.mean() / (action_grads.shape[0] - 1)
+
+
 def weighted_log_likelihood_loss(weights: jax.Array, mean: jax.Array, log_std: jax.Array, actions: jax.Array) -> jax.Array:
     """-E_B[w log N(a; mean, exp(log_std)^2)]: the weighted maximum likelihood of the advantage-weighted
     family (AWR, AWAC, CRR, IQL's extraction), with ``weights`` [B] held constant by the caller."""

@@ -57,14 +57,15 @@ class MLP(nn.Module):
 
 
 class DeterministicActor(nn.Module):
-    """a = tanh(MLP(s)): a deterministic policy in the unit action box."""
+    """a = tanh(MLP(s)): a deterministic policy in the unit action box (``layer_norm``: after each hidden Dense)."""
 
     hidden_dims: Sequence[int]
     action_dim: int
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, observations: jax.Array) -> jax.Array:
-        return jnp.tanh(MLP(self.hidden_dims, self.action_dim)(observations))
+        return jnp.tanh(MLP(self.hidden_dims, self.action_dim, layer_norm=self.layer_norm)(observations))
 
 
 LOG_STD_BOUNDS = ("clip", "sigmoid")
@@ -148,7 +149,9 @@ def gaussian_samples(mean: jax.Array, log_std: jax.Array, key: jax.Array, num: i
 class Critic(nn.Module):
     """An ensemble of ``num_qs`` Q functions Q_i(s, a), run as one vmapped module.
 
-    Returns an array of shape (num_qs, ...).
+    Returns an array of shape (num_qs, ...). Every member sees the same ``(observations, actions)``;
+    with ``per_member=True`` both carry a leading axis of size ``num_qs`` and member i sees row i
+    (the same parameters: :func:`ensemble_action_gradients` differentiates each member at its own copy).
     """
 
     hidden_dims: Sequence[int]
@@ -157,17 +160,31 @@ class Critic(nn.Module):
     initializer: str = "lecun_normal"
 
     @nn.compact
-    def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
+    def __call__(self, observations: jax.Array, actions: jax.Array, per_member: bool = False) -> jax.Array:
         ensemble = nn.vmap(
             MLP,
             variable_axes={"params": 0},
             split_rngs={"params": True},
-            in_axes=None,
+            in_axes=0 if per_member else None,
             out_axes=0,
             axis_size=self.num_qs,
         )
         x = jnp.concatenate([observations, actions], axis=-1)
         return ensemble(self.hidden_dims, 1, layer_norm=self.layer_norm, initializer=self.initializer)(x)[..., 0]
+
+
+def ensemble_action_gradients(apply_fn: Callable, params, observations: jax.Array, actions: jax.Array,
+                              num_qs: int) -> tuple[jax.Array, jax.Array]:
+    """Q_i(s, a) [K, B] of a :class:`Critic` and each member's action gradient grad_a Q_i(s, a) [K, B, act_dim].
+
+    One forward and one backward pass: the inputs are copied once per member (``per_member=True``), so
+    member i's output depends only on copy i and the gradient of sum_i,b Q_i(s_b, a_ib) with respect
+    to copy i is grad_a Q_i. Differentiable in ``params`` (EDAC's diversity penalty trains through it).
+    """
+    obs = jnp.broadcast_to(observations, (num_qs,) + observations.shape)
+    acts = jnp.broadcast_to(actions, (num_qs,) + actions.shape)
+    q, vjp = jax.vjp(lambda a: apply_fn(params, obs, a, per_member=True), acts)
+    return q, vjp(jnp.ones_like(q))[0]
 
 
 def q_on_action_sets(apply_fn: Callable, params, observations: jax.Array, actions: jax.Array) -> jax.Array:
