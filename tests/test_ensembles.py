@@ -204,8 +204,10 @@ def test_bad_configs_and_presets():
         edac.init(edac.Config(eta=1.0), SPEC, jax.random.PRNGKey(0), 1)
     with pytest.raises(ValueError, match="num_qs >= 2"):
         edac.init(edac.EDACConfig(num_qs=1), SPEC, jax.random.PRNGKey(0), 1)
-    with pytest.raises(ValueError, match="must be >= 0"):
-        rebrac.init(rebrac.Config(critic_bc_coef=-1.0), SPEC, jax.random.PRNGKey(0), 1)
+    with pytest.raises(ValueError, match="critic_bc_coef = -1.0 is out of range"):
+        rebrac.Config(critic_bc_coef=-1.0)  # refused when the config is built
+    with pytest.raises(ValueError, match="log_std_min"):
+        edac.init(edac.Config(log_std_min=2.0, log_std_max=1.0), SPEC, jax.random.PRNGKey(0), 1)
     assert edac.EDACConfig.preset("hopper-medium") == edac.EDACConfig(num_qs=50, eta=1.0)
     assert edac.Config.preset("walker2d-medium-expert-v2").num_qs == 20
     assert type(edac.Config.preset("hopper-medium")) is edac.Config

@@ -25,6 +25,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
+from offrl.config import Checked, ConfigError, flag, integer, number, sizes
 from offrl.data.sampling import Batch
 from offrl.losses import ensemble_td_loss, gradient_diversity, polyak_update, td_target
 from offrl.losses import temperature_loss as sac_temperature_loss
@@ -33,36 +34,36 @@ from offrl.nets import (Critic, LogScalar, TanhGaussianActor, ensemble_action_gr
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Checked):
     """SAC-N; defaults from An et al. (2021), App. C, and its re-implementation in the CORL library (sac_n.py)."""
 
-    num_qs: int = 10
+    num_qs: int = integer(10, ge=1)
     """Critics N in the ensemble (one vmapped network). The paper's per-dataset N: halfcheetah 10, walker2d 20, hopper 200-500."""
-    eta: float = 0.0
+    eta: float = number(0.0, ge=0)
     """Weight of EDAC's gradient-diversity penalty; 0 is SAC-N (train ``edac`` for eta > 0)."""
-    discount: float = 0.99
+    discount: float = number(0.99, ge=0, le=1)
     """Discount factor gamma."""
-    tau: float = 0.005
+    tau: float = number(0.005, gt=0, le=1)
     """Polyak averaging rate of the target critics."""
-    actor_lr: float = 3e-4
+    actor_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the policy."""
-    critic_lr: float = 3e-4
+    critic_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the critic ensemble."""
-    temperature_lr: float = 3e-4
+    temperature_lr: float = number(3e-4, gt=0)
     """Adam learning rate of the log-temperature."""
-    init_temperature: float = 1.0
+    init_temperature: float = number(1.0, gt=0)
     """Initial entropy temperature (the weight of -log pi in the soft value)."""
-    target_entropy: Optional[float] = None
+    target_entropy: Optional[float] = number(None, optional=True)
     """Entropy the temperature tuning aims at; None means -action_dim (SAC's heuristic)."""
-    backup_entropy: bool = True
+    backup_entropy: bool = flag(True)
     """Subtract temperature * log pi(a'|s') in the critic target (the soft Bellman backup, as the paper)."""
-    log_std_min: float = -5.0
+    log_std_min: float = number(-5.0)
     """Lower clip of the policy's pre-squash log-std (the paper's code: -5; offrl's SAC: -20)."""
-    log_std_max: float = 2.0
+    log_std_max: float = number(2.0)
     """Upper clip of the policy's pre-squash log-std."""
-    hidden_dims: tuple[int, ...] = (256, 256, 256)
+    hidden_dims: tuple[int, ...] = sizes((256, 256, 256))
     """Hidden layer sizes of the actor and of every critic (the paper: 3 layers of 256)."""
-    batch_size: int = 256
+    batch_size: int = integer(256, ge=1)
     """Transitions per gradient step."""
 
     @classmethod
@@ -79,7 +80,7 @@ class Config:
 class EDACConfig(Config):
     """EDAC: SAC-N with the gradient-diversity penalty; eta = 1 is the paper's value for most MuJoCo datasets."""
 
-    eta: float = 1.0
+    eta: float = number(1.0, ge=0)
     """Weight of the gradient-diversity penalty ES (An et al. 2021, eq. 6); 0 gives SAC-N. The paper: 1 (5 on the medium-expert data of halfcheetah and walker2d)."""
 
 
@@ -114,14 +115,13 @@ class State:
 
 
 def _check(config: Config) -> None:
-    if config.num_qs < 1:
-        raise ValueError(f"sac_n/edac: num_qs must be >= 1 critic, got {config.num_qs}")
-    if config.eta < 0:
-        raise ValueError(f"edac: eta must be >= 0 (0 = SAC-N), got {config.eta}")
+    """The rules that tie fields together (each field's own range is declared on the Config)."""
     if config.eta > 0 and type(config) is Config:
-        raise ValueError("sac_n: eta > 0 adds EDAC's diversity penalty: train `edac` instead")
+        raise ConfigError("sac_n: eta > 0 adds EDAC's diversity penalty: train `edac` instead")
     if config.eta > 0 and config.num_qs < 2:
-        raise ValueError(f"edac: the diversity penalty needs num_qs >= 2 critics, got {config.num_qs}")
+        raise ConfigError(f"edac: the diversity penalty needs num_qs >= 2 critics, got {config.num_qs}")
+    if config.log_std_min >= config.log_std_max:
+        raise ConfigError(f"sac_n/edac: log_std_min ({config.log_std_min}) must be below log_std_max ({config.log_std_max})")
 
 
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:

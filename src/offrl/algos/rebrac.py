@@ -25,45 +25,46 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
+from offrl.config import Checked, flag, integer, number, sizes
 from offrl.data.sampling import Batch
 from offrl.losses import ensemble_td_loss, polyak_update, td_target
 from offrl.nets import Critic, DeterministicActor
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Checked):
     """ReBRAC; defaults from Tarasov et al. (2023) as the authors' configs in the CORL library set them (rebrac.py and
     configs/offline/rebrac/*): their D4RL locomotion settings; the two BC weights are tuned per dataset (``PRESETS``)."""
 
-    actor_bc_coef: float = 0.01
+    actor_bc_coef: float = number(0.01, ge=0)
     """beta_actor: weight of ||pi(s) - a||^2 in the actor loss. The authors' locomotion values: 0.001-0.1 (see PRESETS)."""
-    critic_bc_coef: float = 0.01
+    critic_bc_coef: float = number(0.01, ge=0)
     """beta_critic: weight of ||a~' - a'||^2 subtracted from the bootstrap value (a' = the data's next action). 0-0.5 per dataset."""
-    normalize_q: bool = True
+    normalize_q: bool = flag(True)
     """Divide the actor's Q term by mean|Q(s, pi(s))| over the batch (no gradient), as TD3+BC and the authors' code."""
-    critic_layer_norm: bool = True
+    critic_layer_norm: bool = flag(True)
     """LayerNorm after every hidden Dense layer of the critics (the paper's main stabiliser)."""
-    actor_layer_norm: bool = False
+    actor_layer_norm: bool = flag(False)
     """LayerNorm after every hidden Dense layer of the actor (the authors' locomotion configs: off)."""
-    discount: float = 0.99
+    discount: float = number(0.99, ge=0, le=1)
     """Discount factor gamma."""
-    tau: float = 0.005
+    tau: float = number(0.005, gt=0, le=1)
     """Polyak averaging rate of the target actor and critics."""
-    policy_noise: float = 0.2
+    policy_noise: float = number(0.2, ge=0)
     """Std of the target policy smoothing noise (unit action box)."""
-    noise_clip: float = 0.5
+    noise_clip: float = number(0.5, ge=0)
     """Clip of the target policy smoothing noise."""
-    policy_freq: int = 2
+    policy_freq: int = integer(2, ge=1)
     """Actor and target updates happen every ``policy_freq`` critic updates."""
-    actor_lr: float = 1e-3
+    actor_lr: float = number(1e-3, gt=0)
     """Adam learning rate of the actor."""
-    critic_lr: float = 1e-3
+    critic_lr: float = number(1e-3, gt=0)
     """Adam learning rate of the twin critic."""
-    num_qs: int = 2
+    num_qs: int = integer(2, ge=1)
     """Critics in the ensemble; the target and the actor use their minimum."""
-    hidden_dims: tuple[int, ...] = (256, 256, 256)
+    hidden_dims: tuple[int, ...] = sizes((256, 256, 256))
     """Hidden layer sizes of the actor and of every critic (the paper: 3 layers of 256)."""
-    batch_size: int = 1024
+    batch_size: int = integer(1024, ge=1)
     """Transitions per gradient step (the paper's locomotion setting; TD3+BC's was 256)."""
 
     @classmethod
@@ -96,16 +97,7 @@ class State:
     step: jax.Array
 
 
-def _check(config: Config) -> None:
-    if config.actor_bc_coef < 0 or config.critic_bc_coef < 0:
-        raise ValueError(f"rebrac: actor_bc_coef and critic_bc_coef must be >= 0 (0 = no BC term), got "
-                         f"{config.actor_bc_coef} and {config.critic_bc_coef}")
-    if config.num_qs < 1 or config.policy_freq < 1:
-        raise ValueError(f"rebrac: num_qs and policy_freq must be >= 1, got {config.num_qs} and {config.policy_freq}")
-
-
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
-    _check(config)
     k_actor, k_critic = jax.random.split(key)
     obs, acts = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.action_dim))
     actor_net = DeterministicActor(config.hidden_dims, spec.action_dim, layer_norm=config.actor_layer_norm)
