@@ -172,13 +172,13 @@ def cmd_train(argv: list[str]) -> int:
         algo_name, argv = argv[0], argv[1:]
     if "--resume" in argv or any(a.startswith("--resume=") for a in argv):
         # The algorithm is stored in the run; parse with it so `--help` and fields make sense.
-        from offrl.checkpoint import load_checkpoint
+        from offrl.checkpoint import load_checkpoint_or_previous
 
         idx = next(i for i, a in enumerate(argv) if a.startswith("--resume"))
         resume_dir = argv[idx].split("=", 1)[1] if "=" in argv[idx] else (argv[idx + 1] if idx + 1 < len(argv) else None)
         if resume_dir is None:
             raise UsageError("--resume needs a run folder")
-        algo_name = load_checkpoint(resume_dir)[2]["algo"]
+        algo_name = load_checkpoint_or_previous(resume_dir, warn=False)[2]["algo"]
     algo = get_algo(algo_name)
     _check_option_names(argv, algo)
     args_cls = dataclasses.make_dataclass(
