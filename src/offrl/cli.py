@@ -3,6 +3,7 @@
     offrl train [ALGO] [--dataset NAME_OR_PATH] [--steps N] [--seeds N] [--algo.FIELD VALUE ...]
     offrl train --resume RUN_DIR
     offrl eval CHECKPOINT [--episodes N]
+    offrl export RUN_DIR [--format onnx|stablehlo] [--out FILE]
     offrl algos
     offrl zoo train ENV [--env-steps N] | export RUN_DIR
     offrl report RUN_DIR [RUN_DIR ...] [--out PNG]
@@ -29,6 +30,7 @@ DEFAULT_DATASET = "pendulum-mixed"
 COMMANDS = {
     "train": "train an algorithm on a dataset (default: iql on the built-in pendulum-mixed data)",
     "eval": "evaluate a checkpoint in its environment",
+    "export": "write a run's policy as a standalone ONNX or StableHLO file with a JSON card (`offrl export RUN_DIR --format onnx`)",
     "algos": "list the algorithms",
     "zoo": "behaviour policies: `offrl zoo train ENV` (online SAC), `offrl zoo export RUN_DIR`",
     "report": "the over-estimation figure of run folders: critic Q(s0, pi(s0)) vs realised return (`offrl report RUN_DIR ...`)",
@@ -82,9 +84,11 @@ def _offrl_errors():
     from offrl.algos.registry import UnknownAlgorithmError
     from offrl.checkpoint import CheckpointError
     from offrl.data import DatasetError
+    from offrl.export import ExportError
     from offrl.train import TrainingDivergedError
 
-    return (UsageError, UnknownAlgorithmError, CheckpointError, DatasetError, FileNotFoundError, TrainingDivergedError)
+    return (UsageError, UnknownAlgorithmError, CheckpointError, DatasetError, FileNotFoundError, TrainingDivergedError,
+            ExportError)
 
 
 def cmd_algos(argv: list[str]) -> int:
@@ -295,6 +299,12 @@ def cmd_eval(argv: list[str]) -> int:
     return 0
 
 
+def cmd_export(argv: list[str]) -> int:
+    from offrl.export import main as export_main
+
+    return export_main(argv)
+
+
 def cmd_zoo(argv: list[str]) -> int:
     from offrl.zoo import main as zoo_main
 
@@ -329,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     handlers = {"train": cmd_train, "eval": cmd_eval, "algos": cmd_algos, "data": cmd_data, "zoo": cmd_zoo, "bench": cmd_bench, "report": cmd_report,
-                "finetune": cmd_finetune}
+                "finetune": cmd_finetune, "export": cmd_export}
     try:
         if command not in handlers:
             raise UsageError(f"unknown command {command!r}; valid commands: {', '.join(handlers)}")
