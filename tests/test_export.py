@@ -14,6 +14,7 @@ import json
 
 import jax
 import numpy as np
+import onnxruntime  # the `test` extra installs it: this test runs in CI, never skipped
 import pytest
 from flax import serialization
 
@@ -25,7 +26,6 @@ from offrl.train import config_to_dict, init_agents
 
 from conftest import make_dataset, make_discrete_dataset, small_config
 
-onnxruntime = pytest.importorskip("onnxruntime")
 
 ALGOS = sorted(list_algos())  # every registered algorithm acts statelessly (no carried memory)
 LOW, HIGH = (-2.0, 0.0), (2.0, 0.5)
@@ -115,6 +115,7 @@ def test_exported_policies_act_like_the_agent(name, tmp_path):
     assert json.loads((tmp_path / "policy.stablehlo.json").read_text())["format"] == "stablehlo"
 
 
+@pytest.mark.xdist_group("bc")
 def test_export_command_writes_the_policy_and_its_card(tmp_path, capsys):
     from offrl.cli import main
 
@@ -132,6 +133,7 @@ def test_export_command_writes_the_policy_and_its_card(tmp_path, capsys):
         assert message in err and err.count("\n") == 1, err
 
 
+@pytest.mark.xdist_group("bcq")
 def test_batch_limited_onnx_policy_says_so(tmp_path):
     """BCQ's fixed sampling noise is a table of max_batch rows: the card says how many observations a call takes."""
     from offrl.export import export_policy
@@ -143,3 +145,44 @@ def test_batch_limited_onnx_policy_says_so(tmp_path):
     agent = offrl.load_agent(tmp_path)
     obs = observations(dataset, 16)
     np.testing.assert_allclose(session.run(["action"], {"observation": obs})[0], agent.act(obs), atol=1e-5, rtol=0)
+
+
+@pytest.mark.xdist_group("bc")
+def test_an_export_that_does_not_act_like_the_agent_is_refused(tmp_path, monkeypatch):
+    """The check after writing compares the file with Agent.act: a wrong policy never replaces the file."""
+    import offrl.export as export
+
+    init_run("bc", tmp_path, seeds=1)
+    (tmp_path / "policy.onnx").write_bytes(b"previous")
+    right = export.policy_function
+    monkeypatch.setattr(export, "policy_function", lambda agent, i: (lambda obs: right(agent, i)(obs) * 0.999))
+    with pytest.raises(export.ExportError, match="does not reproduce Agent.act"):
+        export.export_policy(tmp_path, "onnx")
+    assert (tmp_path / "policy.onnx").read_bytes() == b"previous" and not (tmp_path / "policy.onnx.json").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_onnx_translation_of_more_primitives_matches_jax():
+    """Known answers beyond the current policies: batched dot_general, softplus (log1p, abs, select_n),
+    reductions, slices, splits, transposes and powers, at two batch sizes; unknown primitives are named."""
+    import jax.numpy as jnp
+
+    from offrl.export import ExportError, to_onnx
+
+    w = np.random.default_rng(0).normal(size=(2, 4, 5)).astype(np.float32)
+
+    def f(obs):  # obs [B, 4]
+        h = jnp.einsum("bi,kio->kbo", obs, w)  # dot_general with a free ensemble axis
+        h = jax.nn.softplus(h) - jnp.square(h) ** 2 / 10
+        a, b = jnp.split(h.transpose(1, 0, 2), [1], axis=1)  # [B, 1, 5], [B, 1, 5]
+        m = jnp.concatenate([a[:, 0, 1:4], b[:, 0, :2]], axis=1).max(axis=1, keepdims=True)
+        return jnp.tanh(m + h.sum(axis=(0, 2))[:, None] / 7 - jnp.abs(obs[:, 2:3]))
+
+    model, limited = to_onnx(f, 4, discrete=False, max_batch=8)
+    assert not limited
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for batch in (5, 1):
+        obs = np.random.default_rng(batch).normal(size=(batch, 4)).astype(np.float32)
+        np.testing.assert_allclose(session.run(["action"], {"observation": obs})[0], np.asarray(f(obs)), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ExportError, match="'cumsum'"):
+        to_onnx(lambda obs: jnp.cumsum(obs, axis=1), 4, discrete=False, max_batch=8)

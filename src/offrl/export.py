@@ -33,7 +33,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, NamedTuple, Optional
+from typing import Annotated, Any, Callable, Literal, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -648,24 +648,23 @@ def export_policy(path: str | os.PathLike, format: str = "onnx", out: str | os.P
                     load="jax.export.deserialize(bytearray(open(path, 'rb').read())).call(observations)")
         if discrete:
             card["output"]["note"] = "int32 indices (JAX's default integer width); Agent.act returns int64"
-    atomic_write_bytes(out, data)
-    if verify:
-        check_batch = min(64, max_batch)
-        run = RUNNERS[format](out)
+    checked: dict = {}
+
+    def check_before_replacing(tmp: Path) -> None:
+        """The written file, loaded back, acts as Agent.act (else it never replaces ``out``)."""
+        run = RUNNERS[format](tmp)
         if format == "stablehlo" and discrete:
             inner = run
             run = lambda obs: inner(obs).astype(np.int64)  # noqa: E731
-        error = _check(agent, seed_index, run, check_batch)
-        bound = 0.0 if discrete else TOLERANCE
-        if error > bound:
-            out.unlink()
+        checked["observations"] = min(64, max_batch)
+        checked["max_difference"] = error = _check(agent, seed_index, run, checked["observations"])
+        if error > (0.0 if discrete else TOLERANCE):
             what = f"{int(error)} actions differ" if discrete else f"actions differ by {error:.3g} (relative)"
-            raise ExportError(f"the exported {format} policy of {path} does not reproduce Agent.act ({what}); nothing "
-                              "was written; export with the other format or report this")
-        card["verified"] = {"observations": check_batch, "max_difference": error,
-                            "against": "offrl.load_agent(RUN_DIR).act(obs, seed_index)"}
-    else:
-        card["verified"] = None
+            raise ExportError(f"the exported {format} policy of {path} does not reproduce Agent.act ({what}); "
+                              f"{out} was not written; export with the other format or report this")
+
+    atomic_write_bytes(out, data, before_replace=check_before_replacing if verify else None)
+    card["verified"] = {**checked, "against": "offrl.load_agent(RUN_DIR).act(obs, seed_index)"} if verify else None
     atomic_write_bytes(Path(f"{out}.json"), (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
     return out
 
@@ -674,7 +673,7 @@ def export_policy(path: str | os.PathLike, format: str = "onnx", out: str | os.P
 class ExportArgs:
     """Export a trained policy as one standalone file (ONNX or a jax.export StableHLO artifact) plus a JSON card."""
 
-    run: tyro.conf.Positional[str]
+    run: tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="RUN_DIR")]]
     """Run folder or checkpoint.msgpack file."""
     format: Literal["onnx", "stablehlo"] = "onnx"
     """onnx (policy.onnx, for onnxruntime and others) or stablehlo (policy.stablehlo, jax.export serialised)."""
@@ -689,13 +688,11 @@ class ExportArgs:
 
 
 def main(argv: list[str]) -> int:
-    from rich.console import Console
-
     args = tyro.cli(ExportArgs, args=argv, prog="offrl export")
     out = export_policy(args.run, args.format, args.out, seed_index=args.seed_index, max_batch=args.max_batch,
                         verify=args.verify)
     card = json.loads(Path(f"{out}.json").read_text())
     checked = f"; matches Agent.act on {card['verified']['observations']} observations" if card["verified"] else ""
-    Console().print(f"wrote {out} ({card['algorithm']}, {card['input']['name']} {card['input']['shape']} -> "
-                    f"{card['output']['name']} {card['output']['shape']}){checked}\n  card: {out}.json")
+    print(f"wrote {out} ({card['algorithm']}, {card['input']['name']} {card['input']['shape']} -> "
+          f"{card['output']['name']} {card['output']['shape']}){checked}\n  card: {out}.json")
     return 0
