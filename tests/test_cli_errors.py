@@ -69,6 +69,10 @@ WRONG = [  # (argv with {placeholders}, text the one line must hold)
     ("finetune {missing}", "no checkpoint"),
     ("finetune {not_a_run} --offline-ratio 2", "offline_ratio = 2.0 is out of range: must be in [0, 1]"),
     ("finetune {not_a_run} --symmetric --offline-ratio 0.2", "--symmetric sets the offline ratio"),
+    ("export", "Missing from offrl export"),
+    ("export {not_a_run}", "no checkpoint"),
+    ("export {not_a_run} --format tflite", "invalid choice 'tflite'"),
+    ("export {not_a_run} --max-batch 0", "max_batch = 0 is out of range"),
     ("frobnicate", "unknown command 'frobnicate'"),
 ]
 

@@ -3,6 +3,7 @@
     offrl train [ALGO] [--dataset NAME_OR_PATH] [--steps N] [--seeds N] [--algo.FIELD VALUE ...]
     offrl train --resume RUN_DIR
     offrl eval CHECKPOINT [--episodes N]
+    offrl export RUN_DIR [--format onnx|stablehlo] [--out FILE]
     offrl algos
     offrl zoo train ENV [--env-steps N] | export RUN_DIR
     offrl report RUN_DIR [RUN_DIR ...] [--out PNG] [--html]
@@ -32,6 +33,7 @@ DEFAULT_DATASET = "pendulum-mixed"
 COMMANDS = {
     "train": "train an algorithm on a dataset (default: iql on the built-in pendulum-mixed data)",
     "eval": "evaluate a checkpoint in its environment",
+    "export": "write a run's policy as a standalone ONNX or StableHLO file with a JSON card (`offrl export RUN_DIR --format onnx`)",
     "algos": "list the algorithms",
     "zoo": "behaviour policies: `offrl zoo train ENV` (online SAC), `offrl zoo export RUN_DIR`",
     "report": "the over-estimation figure of run folders: critic Q(s0, pi(s0)) vs realised return (`offrl report RUN_DIR ...`)",
@@ -169,13 +171,13 @@ def cmd_train(argv: list[str]) -> int:
         algo_name, argv = argv[0], argv[1:]
     if "--resume" in argv or any(a.startswith("--resume=") for a in argv):
         # The algorithm is stored in the run; parse with it so `--help` and fields make sense.
-        from offrl.checkpoint import load_checkpoint
+        from offrl.checkpoint import load_checkpoint_or_previous
 
         idx = next(i for i, a in enumerate(argv) if a.startswith("--resume"))
         resume_dir = argv[idx].split("=", 1)[1] if "=" in argv[idx] else (argv[idx + 1] if idx + 1 < len(argv) else None)
         if resume_dir is None:
             raise UsageError("--resume needs a run folder")
-        algo_name = load_checkpoint(resume_dir)[2]["algo"]
+        algo_name = load_checkpoint_or_previous(resume_dir, warn=False)[2]["algo"]
     algo = get_algo(algo_name)
     _check_option_names(argv, algo)
     args_cls = dataclasses.make_dataclass(
@@ -294,6 +296,12 @@ def cmd_eval(argv: list[str]) -> int:
     return 0
 
 
+def cmd_export(argv: list[str]) -> int:
+    from offrl.export import main as export_main
+
+    return export_main(argv)
+
+
 def cmd_zoo(argv: list[str]) -> int:
     from offrl.zoo import main as zoo_main
 
@@ -326,10 +334,11 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from offrl.data import DatasetError
     from offrl.envs import UnknownEnvError
     from offrl.envs.policies import ZooError
+    from offrl.export import ExportError
     from offrl.train import TrainingDivergedError
 
     return (UsageError, ConfigError, UnknownAlgorithmError, CheckpointError, DatasetError, UnknownEnvError, ZooError,
-            FileNotFoundError, NotADirectoryError, IsADirectoryError, TrainingDivergedError)
+            FileNotFoundError, NotADirectoryError, IsADirectoryError, TrainingDivergedError, ExportError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -342,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     handlers = {"train": cmd_train, "eval": cmd_eval, "algos": cmd_algos, "data": cmd_data, "zoo": cmd_zoo, "bench": cmd_bench, "report": cmd_report,
-                "finetune": cmd_finetune}
+                "finetune": cmd_finetune, "export": cmd_export}
     try:
         if command not in handlers:
             raise UsageError(f"unknown command {command!r}; valid commands: {', '.join(handlers)}")

@@ -28,7 +28,7 @@ from flax import serialization
 from offrl import __version__
 from offrl.algos import DataSpec, algo_for_config, get_algo
 from offrl.algos.registry import Algo, check_action_kind
-from offrl.checkpoint import FILENAME, CheckpointError, load_checkpoint, save_checkpoint
+from offrl.checkpoint import FILENAME, CheckpointError, load_checkpoint_or_previous, save_checkpoint
 from offrl.compiled import cached, release_if_near_map_limit
 from offrl.config import Checked, choice, flag, integer
 from offrl.data import Dataset, Transforms, fit_transforms, to_device
@@ -349,7 +349,8 @@ def fit(
     (``None``: evaluate only at the end, checkpoint every ``max(steps // 10, chunk)`` updates).
     ``seed_strategy`` chooses how seeds share a compiled call (see :func:`resolve_seed_strategy`).
     ``resume=RUN_DIR`` continues a killed run from its last checkpoint with its stored settings; it
-    ends with the same parameters as an uninterrupted run.
+    ends with the same parameters as an uninterrupted run. Each checkpoint keeps the one it replaces
+    as ``checkpoint.prev.msgpack``; a resume whose latest checkpoint is damaged continues from that one.
     """
     from offrl.data import load_dataset
 
@@ -357,10 +358,11 @@ def fit(
 
     meta_prev = None
     if resume is not None:
-        state_dict, keys_np, meta_prev = load_checkpoint(resume)
+        # a damaged latest checkpoint falls back to the previous one kept beside it (with a warning)
+        state_dict, keys_np, meta_prev, read = load_checkpoint_or_previous(resume)
         algo = get_algo(meta_prev["algo"])
         algo_config = config_from_dict(algo.config_cls, meta_prev["algo_config"])
-        run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent
+        run_dir = read.parent
         loop = meta_prev["loop"]
         steps, seed, seeds, chunk = loop["steps"], loop["seed"], loop["seeds"], loop["chunk"]
         eval_interval, eval_episodes, checkpoint_interval = loop["eval_interval"], loop["eval_episodes"], loop["checkpoint_interval"]
@@ -443,7 +445,7 @@ def fit(
 
     def checkpoint(step: int) -> None:
         save_checkpoint(run_dir / FILENAME, serialization.to_state_dict(jax.device_get(states)),
-                        np.asarray(jax.device_get(train_keys)), {**meta, "step": step})
+                        np.asarray(jax.device_get(train_keys)), {**meta, "step": step}, keep_previous=True)
 
     chunk_fns: dict[int, Any] = {}
     next_eval = (start_step // eval_interval + 1) * eval_interval if eval_interval else None
