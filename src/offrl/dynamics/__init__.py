@@ -14,10 +14,26 @@ from offrl.dynamics.rollout import (UNCERTAINTIES, ModelBuffer, ModelData, add_t
                                     real_batch_size, rollout, rollout_into_buffer, sample_buffer, uncertainty, with_model_rows)
 from offrl.dynamics.termination import TerminationError, builtin_rule, resolve
 
-__all__ = ["DynamicsConfig", "DynamicsError", "DynamicsModel", "ModelBuffer", "ModelData", "TerminationError", "UNCERTAINTIES",
+__all__ = ["algo_device_model", "algo_dynamics_config", "DynamicsConfig", "DynamicsError", "DynamicsModel", "ModelBuffer", "ModelData", "TerminationError", "UNCERTAINTIES",
            "add_to_buffer", "builtin_rule", "cache_path", "find_or_train", "init_buffer", "load_dynamics", "make_model_data",
            "model_data", "predict", "real_batch_size", "resolve", "rollout", "rollout_into_buffer", "sample_buffer",
            "save_dynamics", "train_dynamics", "uncertainty", "with_model_rows"]
+
+
+def algo_dynamics_config(config) -> DynamicsConfig:
+    """The ensemble settings of a model-based algorithm's config (fields ``dynamics_hidden_dims``,
+    ``dynamics_members``, ``dynamics_elites``, ``dynamics_max_epochs``); an epoch budget also cuts the
+    termination head's steps (50 per epoch, at most 2000)."""
+    budget = config.dynamics_max_epochs
+    return DynamicsConfig(hidden_dims=tuple(config.dynamics_hidden_dims), num_members=config.dynamics_members,
+                          num_elites=config.dynamics_elites, max_epochs=budget,
+                          termination_steps=2000 if budget is None else min(2000, 50 * budget))
+
+
+def algo_device_model(config, dataset, transforms) -> ModelData:
+    """A model-based algorithm's ``device_model`` hook: the ensemble of ``dataset`` (``config.dynamics``,
+    the cache, or trained now) with the rule of ``config.termination``."""
+    return model_data(dataset, transforms, algo_dynamics_config(config), config.dynamics, config.termination)
 
 
 def model_data(dataset, transforms, config: DynamicsConfig, path: str = "", termination: str = "auto", log=None) -> ModelData:

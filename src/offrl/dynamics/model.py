@@ -290,27 +290,32 @@ def _train_termination(x, next_obs, terminals, mean, std, obs_dim, config: Dynam
     labels = terminals.astype(np.float32)
     pos = labels.mean()
     weights = np.where(labels > 0, 0.5 / max(pos, 1e-6), 0.5 / max(1 - pos, 1e-6)).astype(np.float32)
-    inputs, labels, weights = jnp.asarray(inputs), jnp.asarray(labels), jnp.asarray(weights)
     key = jax.random.PRNGKey(config.seed + 1)
-    params = net.init(key, inputs[:1])
-    tx = optax.adam(1e-3)
-    batch = min(512, inputs.shape[0])
+    params = jax.jit(net.init)(key, jnp.asarray(inputs[:1]))
+    train = _termination_trainer(config.termination_steps, min(512, inputs.shape[0]))
+    return train(params, key, jnp.asarray(inputs), jnp.asarray(labels), jnp.asarray(weights))
 
-    def loss(p, idx):
-        logits = net.apply(p, inputs[idx])[:, 0]
-        return (weights[idx] * optax.sigmoid_binary_cross_entropy(logits, labels[idx])).mean()
+
+@cached(maxsize=8)
+def _termination_trainer(steps: int, batch: int):
+    """Jitted minibatch Adam on the class-balanced logistic loss of the termination head."""
+    net, tx = MLP(TERM_HIDDEN, 1), optax.adam(1e-3)
 
     @jax.jit
-    def train(params, key):
+    def train(params, key, inputs, labels, weights):
+        def loss(p, idx):
+            logits = net.apply(p, inputs[idx])[:, 0]
+            return (weights[idx] * optax.sigmoid_binary_cross_entropy(logits, labels[idx])).mean()
+
         def step(c, k):
             p, o = c
             g = jax.grad(loss)(p, jax.random.randint(k, (batch,), 0, inputs.shape[0]))
             u, o = tx.update(g, o, p)
             return (optax.apply_updates(p, u), o), None
 
-        return jax.lax.scan(step, (params, tx.init(params)), jax.random.split(key, config.termination_steps))[0][0]
+        return jax.lax.scan(step, (params, tx.init(params)), jax.random.split(key, steps))[0][0]
 
-    return train(params, key)
+    return train
 
 
 # ----------------------------------------------------------------------------- files
