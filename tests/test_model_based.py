@@ -86,3 +86,47 @@ def test_rollout_adds_delta_and_stores_nothing_after_a_terminal(monkeypatch):
     np.testing.assert_allclose(np.asarray(rewards)[:3, 0], [0, 1, 2], atol=1e-6)
     buf = add_to_buffer(init_buffer(16, 1, 1), (obs, actions, rewards, next_obs, terminals, u), jnp.asarray(valid))
     assert int(buf.count) == 4 and float(np.asarray(buf.terminals).sum()) == 2.0
+
+
+def bandit_dataset(n=400, seed=0):
+    """One-step bandit: every action of the data sits near a = 0; reward r = a; every transition ends the episode."""
+    from offrl.data import Dataset, DatasetInfo
+
+    rng = np.random.default_rng(seed)
+    obs = 0.01 * rng.normal(size=(n, 1)).astype(np.float32)
+    actions = np.clip(0.05 * rng.normal(size=(n, 1)), -1, 1).astype(np.float32)
+    return Dataset.from_arrays(observations=obs, actions=actions, rewards=actions[:, 0].copy(), next_observations=obs,
+                               terminals=np.ones(n, np.float32), timeouts=np.zeros(n, np.float32),
+                               info=DatasetInfo(name="bandit-at-zero", action_low=[-1.0], action_high=[1.0]))
+
+
+BANDIT = dict(hidden_dims=(32, 32), batch_size=64, horizon=1, rollout_every=50, rollout_batch_size=64, buffer_size=2000,
+              dynamics_hidden_dims=(32, 32), dynamics_members=3, dynamics_elites=3, dynamics_max_epochs=30,
+              uncertainty="ensemble_disagreement", termination="learned")
+
+
+@pytest.mark.parametrize("name", ["mopo"])
+def test_bandit_penalty_keeps_the_policy_on_the_data(name, tmp_path, offrl_home):
+    """An extrapolating model (r = a learned near a = 0) lures an unpenalised policy off the support; a large lambda keeps it there."""
+    dataset, algo = bandit_dataset(), offrl.algos.get_algo(name)
+    actions = {}
+    for penalty in (0.0, 50.0):
+        config = algo.config_cls(**BANDIT, penalty=penalty)
+        result = _fit(config, dataset, tmp_path, f"p{penalty}", steps=800, seed=0)
+        agent = offrl.load_agent(result.run_dir)
+        actions[penalty] = float(agent.act(np.zeros((1, 1), np.float32))[0, 0])
+    assert actions[0.0] > 0.5, actions  # left the support (data at 0 +- 0.05) towards the model's larger rewards
+    assert abs(actions[50.0]) < 0.25, actions
+
+
+def test_combo_with_only_real_rows_trains_exactly_as_cql(tmp_path, offrl_home):
+    dataset = make_dataset()
+    shared = dict(num_samples=4)
+    cql = small_config(offrl.algos.get_algo("cql"), alpha=2.0, bc_steps=0, **shared)
+    combo = small_config(offrl.algos.get_algo("combo"), beta=2.0, real_ratio=1.0, **shared)
+    a = _fit(cql, dataset, tmp_path, "cql", seed=1)
+    b = _fit(combo, dataset, tmp_path, "combo", seed=1)
+    for x, y in zip(_params(a.states), _params(b.states)):
+        np.testing.assert_array_equal(x, y)
+    c = _fit(dataclasses.replace(combo, real_ratio=0.5), dataset, tmp_path, "mixed", seed=1)
+    assert not np.array_equal(_params(c.states)[0], _params(b.states)[0])  # model rows change the training
