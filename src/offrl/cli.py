@@ -9,6 +9,7 @@
     offrl finetune RUN_DIR [--env ENV] [--steps N] [--offline-ratio R | --symmetric]
     offrl bench SUITE [--algos A,B] [--seeds N] [--steps N] [--datasets D1,D2] [--peer NAME]
     offrl data list | make NAME [--seed S] [--size N] | info NAME_OR_PATH | plot NAME_OR_PATH [--out PNG]
+    offrl dynamics train DATASET [--out PATH] [--max-epochs N] [--max-minutes M] | eval DATASET [--dynamics PATH]
 
 Options of ``train`` come from typed dataclasses through tyro, so ``offrl train iql --help`` lists
 every field of IQL's ``Config`` with its docstring.
@@ -35,6 +36,7 @@ COMMANDS = {
     "finetune": "continue an offline agent online, mixing its dataset with new data (`offrl finetune RUN_DIR --steps N`)",
     "bench": "train algorithms on a benchmark suite, write a score table (`offrl bench SUITE --algos A,B`)",
     "data": "datasets: `offrl data list | make NAME | info NAME | plot NAME`",
+    "dynamics": "model-based RL's dynamics ensemble: `offrl dynamics train DATASET` (cached by the dataset's checksum) | `eval DATASET`",
 }
 
 
@@ -82,9 +84,11 @@ def _offrl_errors():
     from offrl.algos.registry import UnknownAlgorithmError
     from offrl.checkpoint import CheckpointError
     from offrl.data import DatasetError
+    from offrl.dynamics import DynamicsError, TerminationError
     from offrl.train import TrainingDivergedError
 
-    return (UsageError, UnknownAlgorithmError, CheckpointError, DatasetError, FileNotFoundError, TrainingDivergedError)
+    return (UsageError, UnknownAlgorithmError, CheckpointError, DatasetError, FileNotFoundError, TrainingDivergedError,
+            DynamicsError, TerminationError)
 
 
 def cmd_algos(argv: list[str]) -> int:
@@ -161,6 +165,84 @@ def _data_make(argv: list[str]) -> int:
     dataset = Dataset.load(path)
     Console().print(f"wrote {path}: {dataset.num_transitions:,} transitions, {dataset.num_episodes:,} episodes "
                     f"in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+@dataclass
+class DynamicsTrainArgs:
+    """Train the dynamics ensemble of a dataset; model-based runs on that dataset then reuse it."""
+
+    dataset: tyro.conf.Positional[str]
+    """Built-in dataset name or file."""
+    out: Optional[str] = None
+    """Output path (PATH.msgpack + PATH.json; default: $OFFRL_HOME/dynamics/<dataset checksum>-<settings>, found automatically)."""
+    hidden_dims: tuple[int, ...] = (200, 200, 200, 200)
+    """Hidden layers of each member."""
+    members: int = 7
+    """Ensemble members."""
+    elites: int = 5
+    """Elites (lowest held-out MSE) used for rollouts."""
+    max_epochs: Optional[int] = None
+    """Budget in epochs (None: until the early stop)."""
+    max_minutes: Optional[float] = None
+    """Budget in minutes (None: none)."""
+    holdout_ratio: float = 0.2
+    """Share of the data held out (at most 1000 transitions)."""
+    seed: int = 0
+    """Seed of the split, the initialisation and the shuffles."""
+
+
+@dataclass
+class DynamicsEvalArgs:
+    """Per-horizon open-loop error of a dynamics model against the dataset's own trajectories."""
+
+    dataset: tyro.conf.Positional[str]
+    """Built-in dataset name or file."""
+    dynamics: Optional[str] = None
+    """Model file (default: the cached model of this dataset with the default settings)."""
+    horizon: int = 10
+    """Longest horizon reported."""
+    num_starts: int = 256
+    """Start transitions (each with at least `horizon` steps left in its episode)."""
+    seed: int = 0
+    """Seed of the start transitions."""
+
+
+def cmd_dynamics(argv: list[str]) -> int:
+    from rich.console import Console
+
+    from offrl.data import load_dataset as load_dynamics_dataset
+    from offrl.dynamics import DynamicsConfig, cache_path, save_dynamics, train_dynamics
+    from offrl.data.integrity import array_checksum
+
+    if not argv or argv[0] not in ("train", "eval"):
+        raise UsageError("usage: offrl dynamics train DATASET [--out PATH] | eval DATASET [--dynamics PATH]")
+    console = Console()
+    if argv[0] == "train":
+        args = tyro.cli(DynamicsTrainArgs, args=argv[1:], prog="offrl dynamics train")
+        dataset = load_dynamics_dataset(args.dataset)
+        config = DynamicsConfig(hidden_dims=tuple(args.hidden_dims), num_members=args.members, num_elites=args.elites,
+                                max_epochs=args.max_epochs, max_minutes=args.max_minutes, holdout_ratio=args.holdout_ratio,
+                                seed=args.seed)
+        checksum = array_checksum(dataset)
+        model, card = train_dynamics(dataset, config, log=console.print)
+        path = save_dynamics(args.out or cache_path(checksum, config), model, card, checksum)
+        console.print(f"wrote {path} (+ .json): {card['epochs']} epochs ({card['stopped_by']}), "
+                      f"{card['seconds_per_epoch']:.2f} s/epoch, elites {card['elites']}")
+        for i, (mse, nll) in enumerate(zip(card["holdout_mse"], card["holdout_nll"])):
+            console.print(f"  member {i}: held-out MSE {mse:.5f}  NLL {nll:.4f}{'  (elite)' if i in card['elites'] else ''}")
+        return 0
+    args = tyro.cli(DynamicsEvalArgs, args=argv[1:], prog="offrl dynamics eval")
+    from offrl.dynamics.model import find_or_train, load_dynamics, open_loop_errors
+
+    dataset = load_dynamics_dataset(args.dataset)
+    if args.dynamics:
+        model, _ = load_dynamics(args.dynamics, array_checksum(dataset))
+    else:
+        model, _ = find_or_train(dataset, DynamicsConfig(), log=console.print)
+    errors = open_loop_errors(model, dataset, args.horizon, args.num_starts, args.seed)
+    for h, err in enumerate(errors, start=1):
+        console.print(f"horizon {h:3d}: state MSE {err['state_mse']:.5f}  reward MSE {err['reward_mse']:.5f}")
     return 0
 
 
@@ -329,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     handlers = {"train": cmd_train, "eval": cmd_eval, "algos": cmd_algos, "data": cmd_data, "zoo": cmd_zoo, "bench": cmd_bench, "report": cmd_report,
-                "finetune": cmd_finetune}
+                "finetune": cmd_finetune, "dynamics": cmd_dynamics}
     try:
         if command not in handlers:
             raise UsageError(f"unknown command {command!r}; valid commands: {', '.join(handlers)}")

@@ -318,6 +318,32 @@ def _termination_trainer(steps: int, batch: int):
     return train
 
 
+def open_loop_errors(model: DynamicsModel, dataset, horizon: int, num_starts: int = 256, seed: int = 0) -> list[dict]:
+    """Mean error of the elites' mean prediction rolled open loop along the data's own actions, per horizon 1..H.
+
+    Starts are transitions with at least ``horizon`` steps left in their episode; the state error is the
+    MSE of the predicted s_{t+k} against the data's, the reward error that of r_{t+k-1}.
+    """
+    ends = dataset.episode_end_index
+    starts = np.flatnonzero(ends - np.arange(dataset.num_transitions) >= horizon - 1)
+    if starts.size == 0:
+        raise DynamicsError(f"no episode of the dataset has {horizon} steps. Fix: pass a shorter --horizon")
+    starts = np.random.default_rng(seed).choice(starts, size=min(num_starts, starts.size), replace=False)
+    obs_all, act_all = np.asarray(dataset.observations, np.float32), np.asarray(dataset.actions, np.float32)
+    step = jax.jit(lambda s, a: jnp.mean(predict(model, s, a)[0][model.elites], axis=0))
+    s, out = jnp.asarray(obs_all[starts]), []
+    for k in range(horizon):
+        mean = np.asarray(step(s, jnp.asarray(act_all[starts + k])))
+        s_np = np.asarray(s) + mean[:, :-1]
+        if not np.isfinite(s_np).all():
+            raise DynamicsError(f"the model's predictions became NaN/Inf at horizon {k + 1}. Fix: retrain it with "
+                                "`offrl dynamics train DATASET` (a lower learning rate)")
+        out.append({"horizon": k + 1, "state_mse": float(((s_np - dataset.next_observations[starts + k]) ** 2).mean()),
+                    "reward_mse": float(((mean[:, -1] - dataset.rewards[starts + k]) ** 2).mean())})
+        s = jnp.asarray(s_np)
+    return out
+
+
 # ----------------------------------------------------------------------------- files
 
 
