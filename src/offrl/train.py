@@ -226,6 +226,7 @@ def device_data(algo: Algo, config: Any, dataset: Dataset, transforms: Transform
     extras = algo.device_extras(config, arrays, dataset) if algo.device_extras is not None else None
     data = to_device(arrays, dataset, extras)
     if algo.device_model is not None:  # e.g. a dynamics ensemble: data on the device, never trained
+        check_action_kind(algo, DataSpec.from_dataset(dataset))  # before a model is trained for the wrong data
         data = data.replace(model=algo.device_model(config, dataset, transforms))
     return data
 
