@@ -113,3 +113,32 @@ def test_early_stop_budget_and_round_trip(noisy_model, tmp_path):
 def test_too_small_for_a_validation_split():
     with pytest.raises(DynamicsError, match="too few to hold out a validation split"):
         train_dynamics(linear_dataset(n=4, name="tiny"), SMALL)
+
+
+@pytest.mark.parametrize("env_id", ["Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Pendulum-v1"])
+def test_termination_rules_agree_with_the_environment(env_id):
+    """The exact rule on every transition of short random-action episodes (Hopper/Walker fall within ~20-100 steps)."""
+    import gymnasium as gym
+
+    from offrl.dynamics import builtin_rule
+
+    rule, env = builtin_rule(env_id), gym.make(env_id)
+    rng = np.random.default_rng(0)
+    obs_list, next_list, flags = [], [], []
+    obs, _ = env.reset(seed=0)
+    for _ in range(400):
+        scale = rng.choice([0.3, 1.0])
+        nxt, _, terminated, truncated, _ = env.step((scale * env.action_space.sample()).astype(np.float32))
+        obs_list.append(obs), next_list.append(nxt), flags.append(terminated)
+        obs = env.reset(seed=int(rng.integers(1 << 30)))[0] if terminated or truncated else nxt
+    env.close()
+    obs_a, next_a = np.asarray(obs_list, np.float32), np.asarray(next_list, np.float32)
+    predicted = np.asarray(rule(jnp.asarray(obs_a), None, jnp.asarray(next_a)))
+    np.testing.assert_array_equal(predicted, np.asarray(flags))
+    if env_id in ("Hopper-v5", "Walker2d-v5"):
+        assert sum(flags) >= 3  # the check saw terminations, not only healthy steps
+    # the lower bounds matter: a Hopper that sank below z = 0.7 with an upright body is terminal
+    if env_id == "Hopper-v5":
+        low = next_a[:1].copy()
+        low[0, 0], low[0, 1:] = 0.6, 0.0
+        assert bool(rule(None, None, jnp.asarray(low))[0])
