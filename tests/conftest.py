@@ -90,6 +90,9 @@ def small_config(algo, **overrides):
     small = {"hidden_dims": (32, 32), "batch_size": 32}
     # every width field (hidden_dims and component widths such as vae_hidden_dims) gets tiny networks
     small.update({f: (32, 32) for f in fields if f.endswith("_hidden_dims")})
+    # model-based algorithms: small rollouts into a small buffer, a small ensemble
+    small.update({"rollout_batch_size": 32, "buffer_size": 256, "rollout_every": 20, "dynamics_members": 3, "dynamics_elites": 2,
+                  "dynamics_max_epochs": 10})
     values = {k: v for k, v in small.items() if k in fields}
     values.update(overrides)
     return algo.config_cls(**values)

@@ -73,6 +73,11 @@ WRONG = [  # (argv with {placeholders}, text the one line must hold)
     ("export {not_a_run}", "no checkpoint"),
     ("export {not_a_run} --format tflite", "invalid choice 'tflite'"),
     ("export {not_a_run} --max-batch 0", "max_batch = 0 is out of range"),
+    ("dynamics", "usage: offrl dynamics train DATASET"),
+    ("dynamics train", "Missing from offrl dynamics train"),
+    ("dynamics train pendulum-random --members 0", "members = 0 is out of range"),
+    ("dynamics train pendulum-random --holdout-ratio 1.5", "holdout_ratio = 1.5 is out of range: must be in (0, 1)"),
+    ("dynamics eval {missing}.npz", "does not exist"),
     ("frobnicate", "unknown command 'frobnicate'"),
 ]
 

@@ -37,6 +37,8 @@ def outside(valid: Valid, choices: tuple | None) -> list:
         return ["no-such-choice"]
     if valid.kind == "sizes":
         return [(0,), (8, -1), (8, 2.5), [8]]
+    if valid.kind == "text":
+        return [1.5, b"bytes"] + ([] if valid.optional else [None])
     integral = valid.kind == "integer"
     values = [float("inf")] + ([2.5] if integral else [float("nan")])
     eps = lambda bound: 1 if integral else 1e-3 * max(1.0, abs(bound))

@@ -10,6 +10,7 @@
     offrl finetune RUN_DIR [--env ENV] [--steps N] [--offline-ratio R | --symmetric]
     offrl bench SUITE [--algos A,B] [--seeds N] [--steps N] [--datasets D1,D2] [--peer NAME] [--html] [--redraw]
     offrl data list | make NAME [--seed S] [--size N] | info NAME_OR_PATH | plot NAME_OR_PATH [--out PNG]
+    offrl dynamics train DATASET [--out PATH] [--max-epochs N] [--max-minutes M] | eval DATASET [--dynamics PATH]
 
 Options of ``train`` come from typed dataclasses through tyro, so ``offrl train iql --help`` lists
 every field of IQL's ``Config`` with its docstring.
@@ -25,7 +26,7 @@ from typing import Literal, Optional
 
 import tyro
 
-from offrl.config import Checked, integer
+from offrl.config import Checked, integer, number, sizes, text
 from offrl.usage import UsageError, parse_args
 
 DEFAULT_ALGO = "iql"
@@ -40,6 +41,7 @@ COMMANDS = {
     "finetune": "continue an offline agent online, mixing its dataset with new data (`offrl finetune RUN_DIR --steps N`)",
     "bench": "train algorithms on a benchmark suite, write a score table (`offrl bench SUITE --algos A,B`)",
     "data": "datasets: `offrl data list | make NAME | info NAME | plot NAME`",
+    "dynamics": "model-based RL's dynamics ensemble: `offrl dynamics train DATASET` (cached by the dataset's checksum) | `eval DATASET`",
 }
 
 
@@ -160,6 +162,86 @@ def _data_make(argv: list[str]) -> int:
     dataset = Dataset.load(path)
     Console().print(f"wrote {path}: {dataset.num_transitions:,} transitions, {dataset.num_episodes:,} episodes "
                     f"in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+@dataclass(frozen=True)
+class DynamicsTrainArgs(Checked):
+    """Train the dynamics ensemble of a dataset; model-based runs on that dataset then reuse it."""
+    _label = ""  # messages name the option
+
+    dataset: tyro.conf.Positional[str]
+    """Built-in dataset name or file."""
+    out: Optional[str] = text(None, optional=True)
+    """Output path (PATH.msgpack + PATH.json; default: $OFFRL_HOME/dynamics/<dataset checksum>-<settings>, found automatically)."""
+    hidden_dims: tuple[int, ...] = sizes((200, 200, 200, 200))
+    """Hidden layers of each member."""
+    members: int = integer(7, ge=1)
+    """Ensemble members."""
+    elites: int = integer(5, ge=1)
+    """Elites (lowest held-out MSE) used for rollouts."""
+    max_epochs: Optional[int] = integer(None, ge=1, optional=True)
+    """Budget in epochs (None: until the early stop)."""
+    max_minutes: Optional[float] = number(None, gt=0, optional=True)
+    """Budget in minutes (None: none)."""
+    holdout_ratio: float = number(0.2, gt=0, lt=1)
+    """Share of the data held out (at most 1000 transitions)."""
+    seed: int = integer(0)
+    """Seed of the split, the initialisation and the shuffles."""
+
+
+@dataclass(frozen=True)
+class DynamicsEvalArgs(Checked):
+    """Per-horizon open-loop error of a dynamics model against the dataset's own trajectories."""
+    _label = ""  # messages name the option
+
+    dataset: tyro.conf.Positional[str]
+    """Built-in dataset name or file."""
+    dynamics: Optional[str] = text(None, optional=True)
+    """Model file (default: the cached model of this dataset with the default settings)."""
+    horizon: int = integer(10, ge=1)
+    """Longest horizon reported."""
+    num_starts: int = integer(256, ge=1)
+    """Start transitions (each with at least `horizon` steps left in its episode)."""
+    seed: int = integer(0)
+    """Seed of the start transitions."""
+
+
+def cmd_dynamics(argv: list[str]) -> int:
+    from rich.console import Console
+
+    from offrl.data import load_dataset as load_dynamics_dataset
+    from offrl.dynamics import DynamicsConfig, cache_path, save_dynamics, train_dynamics
+    from offrl.data.integrity import array_checksum
+
+    if not argv or argv[0] not in ("train", "eval"):
+        raise UsageError("usage: offrl dynamics train DATASET [--out PATH] | eval DATASET [--dynamics PATH]")
+    console = Console()
+    if argv[0] == "train":
+        args = parse_args(DynamicsTrainArgs, argv[1:], "offrl dynamics train")
+        dataset = load_dynamics_dataset(args.dataset)
+        config = DynamicsConfig(hidden_dims=tuple(args.hidden_dims), num_members=args.members, num_elites=args.elites,
+                                max_epochs=args.max_epochs, max_minutes=args.max_minutes, holdout_ratio=args.holdout_ratio,
+                                seed=args.seed)
+        checksum = array_checksum(dataset)
+        model, card = train_dynamics(dataset, config, log=console.print)
+        path = save_dynamics(args.out or cache_path(checksum, config), model, card, checksum)
+        console.print(f"wrote {path} (+ .json): {card['epochs']} epochs ({card['stopped_by']}), "
+                      f"{card['seconds_per_epoch']:.2f} s/epoch, elites {card['elites']}")
+        for i, (mse, nll) in enumerate(zip(card["holdout_mse"], card["holdout_nll"])):
+            console.print(f"  member {i}: held-out MSE {mse:.5f}  NLL {nll:.4f}{'  (elite)' if i in card['elites'] else ''}")
+        return 0
+    args = parse_args(DynamicsEvalArgs, argv[1:], "offrl dynamics eval")
+    from offrl.dynamics.model import find_or_train, load_dynamics, open_loop_errors
+
+    dataset = load_dynamics_dataset(args.dataset)
+    if args.dynamics:
+        model, _ = load_dynamics(args.dynamics, array_checksum(dataset))
+    else:
+        model, _ = find_or_train(dataset, DynamicsConfig(), log=console.print)
+    errors = open_loop_errors(model, dataset, args.horizon, args.num_starts, args.seed)
+    for h, err in enumerate(errors, start=1):
+        console.print(f"horizon {h:3d}: state MSE {err['state_mse']:.5f}  reward MSE {err['reward_mse']:.5f}")
     return 0
 
 
@@ -333,12 +415,14 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from offrl.config import ConfigError
     from offrl.data import DatasetError
     from offrl.envs import UnknownEnvError
+    from offrl.dynamics import DynamicsError, TerminationError
     from offrl.envs.policies import ZooError
     from offrl.export import ExportError
     from offrl.train import TrainingDivergedError
 
     return (UsageError, ConfigError, UnknownAlgorithmError, CheckpointError, DatasetError, UnknownEnvError, ZooError,
-            FileNotFoundError, NotADirectoryError, IsADirectoryError, TrainingDivergedError, ExportError)
+            FileNotFoundError, NotADirectoryError, IsADirectoryError, TrainingDivergedError, ExportError,
+            DynamicsError, TerminationError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     handlers = {"train": cmd_train, "eval": cmd_eval, "algos": cmd_algos, "data": cmd_data, "zoo": cmd_zoo, "bench": cmd_bench, "report": cmd_report,
-                "finetune": cmd_finetune, "export": cmd_export}
+                "finetune": cmd_finetune, "export": cmd_export, "dynamics": cmd_dynamics}
     try:
         if command not in handlers:
             raise UsageError(f"unknown command {command!r}; valid commands: {', '.join(handlers)}")

@@ -51,7 +51,7 @@ class ConfigError(ValueError):
 class Valid:
     """The valid values of one field: what :func:`check_config` checks and the message it gives."""
 
-    kind: Literal["number", "integer", "choice", "flag", "sizes"]
+    kind: Literal["number", "integer", "choice", "flag", "sizes", "text"]
     gt: Optional[float] = None
     ge: Optional[float] = None
     lt: Optional[float] = None
@@ -67,6 +67,8 @@ class Valid:
             text = "one of " + ", ".join(repr(c) for c in (choices or self.choices or ()))
         elif self.kind == "sizes":
             text = "a tuple of ints >= 1"
+        elif self.kind == "text":
+            text = "a string"
         else:
             text = self._bounds() or "finite"
             if self.kind == "integer":
@@ -92,6 +94,8 @@ class Valid:
             return None if isinstance(value, bool) else "invalid"
         if self.kind == "choice":
             return None if value in (choices or self.choices or ()) else "out of range"
+        if self.kind == "text":
+            return None if isinstance(value, str) else "invalid"
         if self.kind == "sizes":
             ok = isinstance(value, tuple) and all(_is_int(v) and v >= 1 for v in value)
             return None if ok else "invalid"
@@ -140,6 +144,11 @@ def flag(default: Optional[bool], *, optional: bool = False) -> Any:
 def sizes(default: tuple) -> Any:
     """A tuple of ints >= 1, e.g. hidden layer sizes (empty: no hidden layer)."""
     return _field(tuple(default), Valid("sizes"))
+
+
+def text(default: Optional[str], *, optional: bool = False) -> Any:
+    """A string whose meaning the code checks itself (a path, a ``module:function`` name, ...)."""
+    return _field(default, Valid("text", optional=optional))
 
 
 def declared(f: dataclasses.Field) -> Optional[Valid]:

@@ -153,7 +153,11 @@ def _make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int, str
             batch = algo.make_batch(config, data, batch_key)
             return algo.update(config, state, batch, update_key)
 
-        state, metrics = jax.lax.scan(body, state, jax.random.split(sub, num_updates))
+        step_keys = jax.random.split(sub, num_updates)
+        if algo.rollout is None:
+            state, metrics = jax.lax.scan(body, state, step_keys)
+        else:
+            state, metrics = _blocks_with_rollouts(algo, config, state, data, sub, step_keys, body)
         # NaN marks "not computed this step" (e.g. delayed actor updates): skip it in the average.
         metrics = jax.tree.map(lambda m: jnp.nanmean(m.astype(jnp.float32), axis=0), metrics)
         return state, key, metrics
@@ -188,13 +192,45 @@ def _make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int, str
     return jax.jit(run, donate_argnums=(0,))
 
 
+def _blocks_with_rollouts(algo: Algo, config: Any, state, data, key, step_keys, body):
+    """The updates of a model-based algorithm: an outer scan over blocks of b = gcd(K, n) updates, each
+    block starting with ``algo.rollout`` when ``state.step`` is a multiple of K = ``rollout_every(config)``
+    (a ``lax.cond`` once per block, not per update), then an inner scan of the block's updates on the
+    same step keys as a model-free chunk. Rollout metrics are NaN in blocks without a rollout."""
+    import math
+
+    every, n = int(algo.rollout_every(config)), step_keys.shape[0]
+    if every < 1:
+        raise ValueError(f"{algo.name}: rollouts every {every} updates; it must be >= 1")
+    block = math.gcd(every, n)
+    rollout_keys = jax.random.split(jax.random.fold_in(key, 1), n // block)
+    out_shape = jax.eval_shape(lambda s, k: algo.rollout(config, s, data, k)[1], state, rollout_keys[0])
+    skipped = lambda s, k: (s, jax.tree.map(lambda m: jnp.full(m.shape, jnp.nan, m.dtype), out_shape))
+
+    def one_block(state, xs):
+        keys, rollout_key = xs
+        state, r_metrics = jax.lax.cond(state.step % every == 0, lambda s, k: algo.rollout(config, s, data, k), skipped,
+                                        state, rollout_key)
+        state, metrics = jax.lax.scan(body, state, keys)
+        return state, (metrics, r_metrics)
+
+    shaped = step_keys.reshape((n // block, block) + step_keys.shape[1:])
+    state, (metrics, r_metrics) = jax.lax.scan(one_block, state, (shaped, rollout_keys))
+    metrics = jax.tree.map(lambda m: m.reshape((n,) + m.shape[2:]), metrics)
+    return state, {**metrics, **r_metrics}
+
+
 def device_data(algo: Algo, config: Any, dataset: Dataset, transforms: Transforms):
     """The dataset on the device as the algorithm trains on it: ``transforms`` applied, plus the
     algorithm's own per-transition arrays (``device_extras``, e.g. AWR's Monte-Carlo returns).
     ``dataset`` is the one the algorithm sees (after its ``prepare_dataset``, if it has one)."""
     arrays = transforms.apply(dataset)
     extras = algo.device_extras(config, arrays, dataset) if algo.device_extras is not None else None
-    return to_device(arrays, dataset, extras)
+    data = to_device(arrays, dataset, extras)
+    if algo.device_model is not None:  # e.g. a dynamics ensemble: data on the device, never trained
+        check_action_kind(algo, DataSpec.from_dataset(dataset))  # before a model is trained for the wrong data
+        data = data.replace(model=algo.device_model(config, dataset, transforms))
+    return data
 
 
 @cached(maxsize=64)  # one compile per (algorithm, config), however many fits or evaluations use it

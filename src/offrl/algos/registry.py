@@ -58,6 +58,13 @@ class Algo:
     ``episode_extras(config, rewards, terminals) -> dict`` computes the same arrays for one finished
     online episode (scaled rewards, terminal flags; the last step ends the episode), so that online
     fine-tuning (:mod:`offrl.finetune`) can give its new transitions their extras.
+
+    Optional model-based hooks (all three or none): ``device_model(config, dataset, transforms) -> pytree``
+    runs once on the host and its result goes on the device as ``DeviceData.model`` (data, never trained:
+    e.g. a dynamics ensemble); ``rollout(config, state, data, key) -> (state, metrics)`` is pure and runs
+    in the compiled chunk before every update whose ``state.step`` is a multiple of
+    ``rollout_every(config)``: the loop scans over blocks of updates with one rollout call per block, so
+    vmapped seeds never pay for a rollout on every update.
     """
 
     name: str
@@ -74,6 +81,9 @@ class Algo:
     device_extras: Callable | None = None
     episode_extras: Callable | None = None
     discrete: bool = False
+    device_model: Callable | None = None
+    rollout: Callable | None = None
+    rollout_every: Callable | None = None
 
 
 _REGISTRY: dict[str, Algo] = {}

@@ -69,6 +69,7 @@ class DeviceData:
     episode_start_index: jax.Array  # [N] int32, first transition of the episode
     returns_to_go: jax.Array  # [N] float32, undiscounted reward sum from t to the episode end
     extras: dict = struct.field(default_factory=dict)  # name -> [N, ...] arrays from Algo.device_extras
+    model: object = None  # a model-based algorithm's device model (Algo.device_model), never gathered by the samplers
 
     @property
     def size(self) -> int:
