@@ -86,7 +86,7 @@ def test_bench_rejects_unknown_names(tmp_path, offrl_home, capsys):
     assert main(["bench", "maze-cpu", "--datasets", "maze-nowhere", "--results", str(tmp_path)]) == 2
     assert "unknown datasets ['maze-nowhere']" in capsys.readouterr().err
     assert main(["bench", "locomotion-cpu", "--algos", "bc", *TINY, "--first-seed", "-1", "--results", str(tmp_path)]) == 2
-    assert "--first-seed must be >= 0, got -1" in capsys.readouterr().err
+    assert "first_seed = -1 is out of range: must be an int >= 0" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 
