@@ -39,6 +39,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
+import numpy as np
+
 METADATA_KEY = "offrl.valid"
 KINDS = ("number", "integer", "choice", "flag", "sizes")
 
@@ -87,7 +89,17 @@ class Valid:
         return ""
 
     def problem(self, value: Any, choices: Optional[tuple] = None) -> Optional[str]:
-        """None when ``value`` is valid, else ``"invalid"`` (wrong type) or ``"out of range"``."""
+        """None when ``value`` is valid, else ``"invalid"`` (wrong type) or ``"out of range"``.
+
+        An array (e.g. one value per population member) is checked element by element; a traced
+        value (a config built inside ``jit``/``vmap``) cannot be read and passes: its concrete values
+        were checked where they were made."""
+        if self.kind in ("number", "integer") and _is_array(value):
+            try:
+                elements = np.asarray(value).reshape(-1).tolist()
+            except Exception:  # a JAX tracer: no concrete value here
+                return None
+            return next((p for p in (self.problem(x, choices) for x in elements) if p is not None), None)
         if value is None:
             return None if self.optional else "invalid"
         if self.kind == "flag":
@@ -109,6 +121,10 @@ class Valid:
 
 def _num(x: float) -> str:
     return f"{x:g}"
+
+
+def _is_array(value: Any) -> bool:
+    return hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, numbers.Number)
 
 
 def _is_int(value: Any) -> bool:

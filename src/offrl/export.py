@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from offrl.config import Checked, choice, flag, integer
+from offrl.config import Checked, choice, flag, integer, text
 from offrl.usage import parse_args
 
 FORMATS = ("onnx", "stablehlo")
@@ -596,7 +596,7 @@ def _score(run_dir: Path, seed_index: int) -> dict | None:
 
 
 def export_policy(path: str | os.PathLike, format: str = "onnx", out: str | os.PathLike | None = None, *,
-                  seed_index: int = integer(0, ge=0), max_batch: int = 1024, verify: bool = True, agent=None) -> Path:
+                  seed_index: int = 0, max_batch: int = 1024, verify: bool = True, agent=None) -> Path:
     """Export the policy of a run folder (or ``checkpoint.msgpack``) to ``out`` (default: ``RUN_DIR/policy.onnx``
     or ``RUN_DIR/policy.stablehlo``) and write its card to ``out + ".json"``; returns ``out``.
 
@@ -680,11 +680,11 @@ class ExportArgs(Checked):
     """Run folder or checkpoint.msgpack file."""
     format: Literal["onnx", "stablehlo"] = choice("onnx")
     """onnx (policy.onnx, for onnxruntime and others) or stablehlo (policy.stablehlo, jax.export serialised)."""
-    out: Optional[str] = None
+    out: Optional[str] = text(None, optional=True)
     """Output file (default: RUN/policy.onnx or RUN/policy.stablehlo); the card goes to OUT.json."""
     seed_index: int = integer(0, ge=0)
     """Which of the run's seeds to export."""
-    max_batch: int = integer(1024, ge=1)
+    max_batch: int = integer(1024, ge=4)
     """Largest batch of an ONNX policy that samples fixed noise (BCQ, BEAR); other policies take any batch."""
     verify: bool = flag(True)
     """Load the written file back and check its actions against Agent.act."""
