@@ -35,6 +35,10 @@ VARIANTS = {  # non-default paths worth covering: {algorithm: [config overrides,
     "sac_offline": [{"learn_temperature": False, "backup_entropy": False}],
     "dqn_offline": [{"double_q": False}],
     "cql_discrete": [{"double_q": False}],
+    "sac_n": [{"backup_entropy": False}],
+    "mopo": [{"uncertainty": "ensemble_disagreement", "learn_temperature": False, "backup_entropy": False}],
+    "combo": [{"push_down_states": "mixed"}, {"real_ratio": 1.0}],
+    "mobile": [{"target_min": None, "backup_entropy": True}],
 }
 
 

@@ -26,16 +26,18 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
-from offrl.config import Checked, choice, integer, number, sizes, text
+from offrl.config import choice, integer, number, sizes
 from offrl.data.sampling import Batch, DeviceData, sample_uniform
-from offrl.dynamics import ModelBuffer, algo_device_model, init_buffer, real_batch_size, rollout_into_buffer, with_model_rows
-from offrl.losses import cql_logsumexp, ensemble_td_loss, polyak_update, td_target, uniform_log_density
+from offrl.dynamics import (ModelBuffer, ModelRollouts, algo_device_model, init_buffer, real_batch_size, rollout_into_buffer,
+                            with_model_rows)
+from offrl.losses import (cql_proposals, cql_q_and_logsumexp, ensemble_td_loss, entropy_target, polyak_update, sac_actor_loss,
+                          td_target)
 from offrl.losses import temperature_loss as sac_temperature_loss
-from offrl.nets import Critic, LogScalar, TanhGaussianActor, q_on_action_sets, tanh_gaussian_action, tanh_gaussian_sample_and_log_prob
+from offrl.nets import Critic, LogScalar, TanhGaussianActor, tanh_gaussian_action
 
 
 @dataclass(frozen=True)
-class Config(Checked):
+class Config(ModelRollouts):
     """COMBO; f = 0.5 and h = 5 as in the paper's locomotion runs, beta = 1."""
 
     beta: float = number(1.0, ge=0)
@@ -44,28 +46,8 @@ class Config(Checked):
     """States of the push-down: ``model`` (the model rows of the batch) or ``mixed`` (every row: d_f)."""
     num_samples: int = integer(10, ge=1)
     """Actions N drawn from each of the three proposals per state for the log-sum-exp (3N in total)."""
-    horizon: int = integer(5, ge=1)
-    """h: model steps per rollout."""
     real_ratio: float = number(0.5, ge=0, le=1)
-    """f: share of each batch drawn from the data."""
-    rollout_every: int = integer(1000, ge=1)
-    """Updates between two rollout rounds."""
-    rollout_batch_size: int = integer(50_000, ge=1)
-    """Start states (drawn from the data) per rollout round."""
-    buffer_size: int = integer(1_250_000, ge=1)
-    """Model transitions kept."""
-    dynamics: str = text("")
-    """Path of a trained dynamics model (``offrl dynamics train``); empty: the cached one of this dataset, or train one now."""
-    dynamics_hidden_dims: tuple[int, ...] = sizes((200, 200, 200, 200))
-    """Hidden layers of each ensemble member."""
-    dynamics_members: int = integer(7, ge=1)
-    """Ensemble members."""
-    dynamics_elites: int = integer(5, ge=1)
-    """Elites used in rollouts."""
-    dynamics_max_epochs: Optional[int] = integer(None, ge=1, optional=True)
-    """Budget of the ensemble's training in epochs (None: until its early stop)."""
-    termination: str = text("auto")
-    """Rollout termination: ``auto``, ``never``, ``learned``, or ``module:function`` (see docs/algorithms/mopo.md)."""
+    """f: share of each batch drawn from the data (the rest from the model buffer)."""
     discount: float = number(0.99, ge=0, le=1)
     """Discount factor gamma."""
     tau: float = number(0.005, gt=0, le=1)
@@ -108,10 +90,6 @@ def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> St
                  jnp.zeros((), jnp.int32))
 
 
-def target_entropy(config: Config, action_dim: int) -> float:
-    return -float(action_dim) if config.target_entropy is None else float(config.target_entropy)
-
-
 def rollout(config: Config, state: State, data: DeviceData, key: jax.Array) -> tuple[State, dict]:
     """One rollout round of the current (stochastic) policy in the model, into the buffer (no penalty)."""
     policy = lambda obs, k: tanh_gaussian_action(*state.actor.apply_fn(state.actor.params, obs), k, False)
@@ -126,29 +104,16 @@ def make_batch(config: Config, data: DeviceData, key: jax.Array) -> Batch:
 
 def sample_actions(config: Config, state: State, batch: Batch, key: jax.Array) -> dict:
     """The 3N proposal actions per state (uniform, pi(.|s), pi(.|s')) and their log-densities, and pi's actions at s'."""
-    b, n, act_dim = batch.actions.shape[0], config.num_samples, batch.actions.shape[-1]
-    k_unif, k_pi = jax.random.split(key)
-    mean, log_std = state.actor.apply_fn(state.actor.params, jnp.concatenate([batch.observations, batch.next_observations]))
-    mean, log_std = (jnp.broadcast_to(x[:, None], (2 * b, n, act_dim)) for x in (mean, log_std))
-    pi_actions, pi_log_probs = tanh_gaussian_sample_and_log_prob(mean, log_std, k_pi)
-    uniform = jax.random.uniform(k_unif, (b, n, act_dim), minval=-1.0, maxval=1.0)
-    uniform_log = jnp.full((b, n), uniform_log_density(act_dim))
-    return {
-        "actions": jnp.concatenate([uniform, pi_actions[:b], pi_actions[b:]], axis=1),
-        "log_densities": jnp.concatenate([uniform_log, pi_log_probs[:b], pi_log_probs[b:]], axis=1),
-        "next_actions": pi_actions[b:],
-    }
+    return cql_proposals(state.actor.apply_fn, state.actor.params, batch.observations, batch.next_observations,
+                         config.num_samples, key)
 
 
 def critic_loss(config: Config, state: State, params, batch: Batch, samples: dict, num_real: int) -> tuple[jax.Array, dict]:
     """TD error on every row + beta (E_rho[LSE] - E_D[Q(s, a)]): pushed down on rho's states, up on the real rows only."""
     next_q = state.critic.apply_fn(state.target_critic_params, batch.next_observations, samples["next_actions"][:, 0]).min(axis=0)
     target = jax.lax.stop_gradient(td_target(batch.rewards, batch.terminals, batch.discounts, next_q))
-    actions = jnp.concatenate([batch.actions[:, None], samples["actions"]], axis=1)  # [B, 3N + 1, act]: data action first
-    q_all = q_on_action_sets(state.critic.apply_fn, params, batch.observations, actions)  # (K, B, 3N + 1)
-    q, q_samples = q_all[..., 0], q_all[..., 1:]
+    q, lse = cql_q_and_logsumexp(state.critic.apply_fn, params, batch.observations, batch.actions, samples)  # (K, B) each
     td_loss = ensemble_td_loss(q, target)
-    lse = cql_logsumexp(q_samples, jax.lax.stop_gradient(samples["log_densities"]))  # (K, B)
     if num_real == batch.rewards.shape[0]:  # f = 1: CQL(H) exactly
         gap = (lse - q).mean(axis=1)
     else:
@@ -162,17 +127,14 @@ def critic_loss(config: Config, state: State, params, batch: Batch, samples: dic
 
 def actor_loss(config: Config, state: State, params, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict]:
     """E[temperature log pi(a~|s) - min_i Q_i(s, a~)] over the mixed batch's states."""
-    mean, log_std = state.actor.apply_fn(params, batch.observations)
-    actions, log_probs = tanh_gaussian_sample_and_log_prob(mean, log_std, key)
     temperature = state.temperature.apply_fn(state.temperature.params)
-    q = state.critic.apply_fn(state.critic.params, batch.observations, actions).min(axis=0)
-    loss = (temperature * log_probs - q).mean()
-    return loss, {"actor_loss": loss, "entropy": -log_probs.mean()}
+    return sac_actor_loss(state.actor.apply_fn, params, state.critic.apply_fn, state.critic.params, batch.observations,
+                          temperature, key)
 
 
 def temperature_loss(config: Config, state: State, params, entropy: jax.Array, action_dim: int) -> tuple[jax.Array, dict]:
     temperature = state.temperature.apply_fn(params)
-    loss = sac_temperature_loss(temperature, entropy, target_entropy(config, action_dim))
+    loss = sac_temperature_loss(temperature, entropy, entropy_target(config.target_entropy, action_dim))
     return loss, {"temperature_loss": loss, "temperature": temperature}
 
 

@@ -35,7 +35,7 @@ from offrl.algos.registry import Algo, DataSpec, register
 from offrl.config import Checked, ConfigError, flag, integer, number, sizes
 from offrl.data.sampling import Batch
 from offrl.data.returns import discounted_returns
-from offrl.losses import calibrated_q, cql_logsumexp, ensemble_td_loss, polyak_update, td_target, uniform_log_density
+from offrl.losses import cql_proposals, cql_q_and_logsumexp, ensemble_td_loss, entropy_target, polyak_update, td_target
 from offrl.losses import temperature_loss as sac_temperature_loss
 from offrl.nets import (Critic, LogScalar, TanhGaussianActor, q_on_action_sets, tanh_gaussian_action, tanh_gaussian_log_prob,
                         tanh_gaussian_sample_and_log_prob)
@@ -142,10 +142,6 @@ def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> St
     return State(actor, critic, temperature, alpha, critic.params, jnp.zeros((), jnp.int32))
 
 
-def target_entropy(config: Config, action_dim: int) -> float:
-    return -float(action_dim) if config.target_entropy is None else float(config.target_entropy)
-
-
 def cql_weight(config: Config, state: State) -> jax.Array:
     """``config.alpha``, or the trained clip(exp(log alpha), 0, MAX_ALPHA) with ``target_action_gap``."""
     if config.target_action_gap is not None:
@@ -154,26 +150,10 @@ def cql_weight(config: Config, state: State) -> jax.Array:
 
 
 def sample_actions(config: Config, state: State, batch: Batch, key: jax.Array) -> dict:
-    """The 3N proposal actions per state and their log-densities, plus the policy's actions at s'.
-
-    One actor call on [s; s'] (2B rows); N reparameterised samples per state (no gradient reaches the
-    actor: the critic loss does not differentiate the actor). Returns ``actions`` [B, 3N, act] in the
-    order (uniform, pi(.|s), pi(.|s')), their ``log_densities`` [B, 3N], and ``next_actions`` /
-    ``next_log_probs`` [B, N, act] / [B, N] (the policy's samples at s' for the target).
-    """
-    b, n, act_dim = batch.actions.shape[0], config.num_samples, batch.actions.shape[-1]
-    k_unif, k_pi = jax.random.split(key)
-    mean, log_std = state.actor.apply_fn(state.actor.params, jnp.concatenate([batch.observations, batch.next_observations]))
-    mean, log_std = (jnp.broadcast_to(x[:, None], (2 * b, n, act_dim)) for x in (mean, log_std))
-    pi_actions, pi_log_probs = tanh_gaussian_sample_and_log_prob(mean, log_std, k_pi)
-    uniform = jax.random.uniform(k_unif, (b, n, act_dim), minval=-1.0, maxval=1.0)
-    uniform_log = jnp.full((b, n), uniform_log_density(act_dim))
-    return {
-        "actions": jnp.concatenate([uniform, pi_actions[:b], pi_actions[b:]], axis=1),
-        "log_densities": jnp.concatenate([uniform_log, pi_log_probs[:b], pi_log_probs[b:]], axis=1),
-        "next_actions": pi_actions[b:],
-        "next_log_probs": pi_log_probs[b:],
-    }
+    """The 3N proposal actions per state (uniform, pi(.|s), pi(.|s')), their log-densities, and pi's actions at s'
+    (``offrl.losses.cql_proposals``; no gradient reaches the actor: the critic loss does not differentiate it)."""
+    return cql_proposals(state.actor.apply_fn, state.actor.params, batch.observations, batch.next_observations,
+                         config.num_samples, key)
 
 
 def next_value(config: Config, state: State, batch: Batch, samples: dict) -> jax.Array:
@@ -189,16 +169,10 @@ def next_value(config: Config, state: State, batch: Batch, samples: dict) -> jax
 
 def critic_loss(config: Config, state: State, params, batch: Batch, samples: dict) -> tuple[jax.Array, dict]:
     """TD error of both critics plus the conservative term, from one flat critic call on [B * (3N + 1)] pairs."""
-    m = samples["actions"].shape[1]
     target = jax.lax.stop_gradient(td_target(batch.rewards, batch.terminals, batch.discounts, next_value(config, state, batch, samples)))
-    actions = jnp.concatenate([batch.actions[:, None], samples["actions"]], axis=1)  # [B, m + 1, act]: data action first
-    q_all = q_on_action_sets(state.critic.apply_fn, params, batch.observations, actions)  # (K, B, m + 1)
-    q, q_samples = q_all[..., 0], q_all[..., 1:]
+    reference = batch.extras["mc_return"] if config.calibrated else None  # Cal-QL: the policy actions' floor
+    q, lse = cql_q_and_logsumexp(state.critic.apply_fn, params, batch.observations, batch.actions, samples, reference)
     td_loss = ensemble_td_loss(q, target)
-    if config.calibrated:  # the uniform actions come first, then the 2N policy actions (sample_actions)
-        floored = jnp.arange(m) >= config.num_samples
-        q_samples = calibrated_q(q_samples, batch.extras["mc_return"], floored)
-    lse = cql_logsumexp(q_samples, jax.lax.stop_gradient(samples["log_densities"]))
     gap = (lse - q).mean(axis=1)  # [num_qs]: E_s[LSE_i(s) - Q_i(s, a)]
     weight = jax.lax.stop_gradient(cql_weight(config, state))
     penalty = weight * (gap if config.target_action_gap is None else gap - config.target_action_gap).sum()
@@ -230,7 +204,7 @@ def actor_loss(config: Config, state: State, params, batch: Batch, key: jax.Arra
 def temperature_loss(config: Config, state: State, params, entropy: jax.Array, action_dim: int) -> tuple[jax.Array, dict]:
     """temperature * (entropy - target_entropy), as SAC's (Haarnoja et al. 2018, eq. 18)."""
     temperature = state.temperature.apply_fn(params)
-    loss = sac_temperature_loss(temperature, entropy, target_entropy(config, action_dim))
+    loss = sac_temperature_loss(temperature, entropy, entropy_target(config.target_entropy, action_dim))
     return loss, {"temperature_loss": loss, "temperature": temperature}
 
 

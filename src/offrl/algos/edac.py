@@ -27,10 +27,10 @@ from flax.training.train_state import TrainState
 from offrl.algos.registry import Algo, DataSpec, register
 from offrl.config import Checked, ConfigError, flag, integer, number, sizes
 from offrl.data.sampling import Batch
-from offrl.losses import ensemble_td_loss, gradient_diversity, polyak_update, td_target
+from offrl.losses import (ensemble_td_loss, entropy_target, gradient_diversity, polyak_update, sac_actor_loss, soft_next_value,
+                          td_target)
 from offrl.losses import temperature_loss as sac_temperature_loss
-from offrl.nets import (Critic, LogScalar, TanhGaussianActor, ensemble_action_gradients, tanh_gaussian_action,
-                        tanh_gaussian_sample_and_log_prob)
+from offrl.nets import Critic, LogScalar, TanhGaussianActor, ensemble_action_gradients, tanh_gaussian_action
 
 
 @dataclass(frozen=True)
@@ -137,18 +137,11 @@ def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> St
     return State(actor, critic, temperature, critic.params, jnp.zeros((), jnp.int32))
 
 
-def target_entropy(config: Config, action_dim: int) -> float:
-    """The entropy target of the temperature tuning: ``config.target_entropy`` or -action_dim."""
-    return -float(action_dim) if config.target_entropy is None else float(config.target_entropy)
-
-
 def critic_target(config: Config, state: State, batch: Batch, key: jax.Array) -> jax.Array:
     """y = r + discount (1 - d) [min_i Q'_i(s', a') - temperature log pi(a'|s')] with a' ~ pi(.|s') (no gradient)."""
-    mean, log_std = state.actor.apply_fn(state.actor.params, batch.next_observations)
-    next_actions, next_log_probs = tanh_gaussian_sample_and_log_prob(mean, log_std, key)
-    next_q = state.critic.apply_fn(state.target_critic_params, batch.next_observations, next_actions).min(axis=0)
-    if config.backup_entropy:
-        next_q = next_q - state.temperature.apply_fn(state.temperature.params) * next_log_probs
+    temperature = state.temperature.apply_fn(state.temperature.params) if config.backup_entropy else None
+    next_q = soft_next_value(state.actor.apply_fn, state.actor.params, state.critic.apply_fn, state.target_critic_params,
+                             batch.next_observations, key, temperature)
     return jax.lax.stop_gradient(td_target(batch.rewards, batch.terminals, batch.discounts, next_q))
 
 
@@ -168,18 +161,15 @@ def critic_loss(config: Config, state: State, params, batch: Batch, key: jax.Arr
 
 def actor_loss(config: Config, state: State, params, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict]:
     """E[temperature log pi(a~|s) - min_i Q_i(s, a~)] with reparameterised a~ ~ pi(.|s)."""
-    mean, log_std = state.actor.apply_fn(params, batch.observations)
-    actions, log_probs = tanh_gaussian_sample_and_log_prob(mean, log_std, key)
-    q = state.critic.apply_fn(state.critic.params, batch.observations, actions).min(axis=0)
     temperature = state.temperature.apply_fn(state.temperature.params)
-    loss = (temperature * log_probs - q).mean()
-    return loss, {"actor_loss": loss, "entropy": -log_probs.mean()}
+    return sac_actor_loss(state.actor.apply_fn, params, state.critic.apply_fn, state.critic.params, batch.observations,
+                          temperature, key)
 
 
 def temperature_loss(config: Config, state: State, params, entropy: jax.Array, action_dim: int) -> tuple[jax.Array, dict]:
     """temperature * (entropy - target_entropy), as SAC's (Haarnoja et al. 2018, eq. 18)."""
     temperature = state.temperature.apply_fn(params)
-    loss = sac_temperature_loss(temperature, entropy, target_entropy(config, action_dim))
+    loss = sac_temperature_loss(temperature, entropy, entropy_target(config.target_entropy, action_dim))
     return loss, {"temperature_loss": loss, "temperature": temperature}
 
 

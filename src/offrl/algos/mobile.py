@@ -23,17 +23,17 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
-from offrl.config import Checked, flag, integer, number, sizes, text
+from offrl.config import flag, integer, number, sizes
 from offrl.data.sampling import Batch, DeviceData, sample_uniform
-from offrl.dynamics import (ModelBuffer, ModelData, algo_device_model, init_buffer, predict, real_batch_size,
+from offrl.dynamics import (ModelBuffer, ModelData, ModelRollouts, algo_device_model, init_buffer, predict, real_batch_size,
                             rollout_into_buffer, with_model_rows)
-from offrl.losses import ensemble_td_loss, polyak_update, td_target
+from offrl.losses import ensemble_td_loss, entropy_target, polyak_update, sac_actor_loss, soft_next_value, td_target
 from offrl.losses import temperature_loss as sac_temperature_loss
 from offrl.nets import Critic, LogScalar, TanhGaussianActor, tanh_gaussian_action, tanh_gaussian_sample_and_log_prob
 
 
 @dataclass(frozen=True)
-class Config(Checked):
+class Config(ModelRollouts):
     """MOBILE; defaults from the authors' code (OfflineRL-Kit's run_mobile: f = 0.05, h = 5, 10 next-state samples)."""
 
     penalty: float = number(1.0, ge=0)
@@ -42,28 +42,6 @@ class Config(Checked):
     """S: next states drawn from each member to estimate its Bellman target."""
     target_min: Optional[float] = number(0.0, optional=True)
     """Floor of the critic target (the authors clamp at 0 for locomotion rewards); None: no floor."""
-    horizon: int = integer(5, ge=1)
-    """h: model steps per rollout."""
-    real_ratio: float = number(0.05, ge=0, le=1)
-    """f: share of each batch drawn from the data."""
-    rollout_every: int = integer(1000, ge=1)
-    """Updates between two rollout rounds."""
-    rollout_batch_size: int = integer(50_000, ge=1)
-    """Start states (drawn from the data) per rollout round."""
-    buffer_size: int = integer(1_250_000, ge=1)
-    """Model transitions kept."""
-    dynamics: str = text("")
-    """Path of a trained dynamics model (``offrl dynamics train``); empty: the cached one of this dataset, or train one now."""
-    dynamics_hidden_dims: tuple[int, ...] = sizes((200, 200, 200, 200))
-    """Hidden layers of each ensemble member (used when the model is trained or looked up here)."""
-    dynamics_members: int = integer(7, ge=1)
-    """Ensemble members."""
-    dynamics_elites: int = integer(5, ge=1)
-    """Elites used in rollouts."""
-    dynamics_max_epochs: Optional[int] = integer(None, ge=1, optional=True)
-    """Budget of the ensemble's training in epochs (None: until its early stop)."""
-    termination: str = text("auto")
-    """Rollout termination: ``auto`` (exact rule of a built-in env, else a learned head), ``never``, ``learned``, or ``module:function``."""
     discount: float = number(0.99, ge=0, le=1)
     """Discount factor gamma."""
     tau: float = number(0.005, gt=0, le=1)
@@ -110,10 +88,6 @@ def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> St
     return State(actor, critic, temperature, critic.params, buffer, jnp.zeros((), jnp.int32))
 
 
-def target_entropy(config: Config, action_dim: int) -> float:
-    return -float(action_dim) if config.target_entropy is None else float(config.target_entropy)
-
-
 def rollout(config: Config, state: State, data: DeviceData, key: jax.Array) -> tuple[State, dict]:
     """One rollout round of the current (stochastic) policy in the model, into the buffer."""
     policy = lambda obs, k: tanh_gaussian_action(*state.actor.apply_fn(state.actor.params, obs), k, False)
@@ -142,11 +116,9 @@ def bellman_disagreement(config: Config, state: State, model: ModelData, observa
 
 def critic_loss(config: Config, state: State, params, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict]:
     """Twin-critic TD error against r - beta U + discount (1 - d) min_j Q'_j(s', a') on the mixed batch."""
-    mean, log_std = state.actor.apply_fn(state.actor.params, batch.next_observations)
-    next_actions, next_log_probs = tanh_gaussian_sample_and_log_prob(mean, log_std, key)
-    next_q = state.critic.apply_fn(state.target_critic_params, batch.next_observations, next_actions).min(axis=0)
-    if config.backup_entropy:
-        next_q = next_q - state.temperature.apply_fn(state.temperature.params) * next_log_probs
+    temperature = state.temperature.apply_fn(state.temperature.params) if config.backup_entropy else None
+    next_q = soft_next_value(state.actor.apply_fn, state.actor.params, state.critic.apply_fn, state.target_critic_params,
+                             batch.next_observations, key, temperature)
     rewards = batch.rewards - config.penalty * batch.extras["uncertainty"]  # U on the model rows, 0 on the real ones
     target = td_target(rewards, batch.terminals, batch.discounts, next_q)
     if config.target_min is not None:
@@ -159,17 +131,14 @@ def critic_loss(config: Config, state: State, params, batch: Batch, key: jax.Arr
 
 def actor_loss(config: Config, state: State, params, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict]:
     """E[temperature log pi(a~|s) - min_i Q_i(s, a~)] over the mixed batch's states."""
-    mean, log_std = state.actor.apply_fn(params, batch.observations)
-    actions, log_probs = tanh_gaussian_sample_and_log_prob(mean, log_std, key)
-    q = state.critic.apply_fn(state.critic.params, batch.observations, actions).min(axis=0)
     temperature = state.temperature.apply_fn(state.temperature.params)
-    loss = (temperature * log_probs - q).mean()
-    return loss, {"actor_loss": loss, "entropy": -log_probs.mean()}
+    return sac_actor_loss(state.actor.apply_fn, params, state.critic.apply_fn, state.critic.params, batch.observations,
+                          temperature, key)
 
 
 def temperature_loss(config: Config, state: State, params, batch: Batch, entropy: jax.Array) -> tuple[jax.Array, dict]:
     temperature = state.temperature.apply_fn(params)
-    loss = sac_temperature_loss(temperature, entropy, target_entropy(config, batch.actions.shape[-1]))
+    loss = sac_temperature_loss(temperature, entropy, entropy_target(config.target_entropy, batch.actions.shape[-1]))
     return loss, {"temperature_loss": loss, "temperature": temperature}
 
 

@@ -28,45 +28,23 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
-from offrl.config import Checked, choice, flag, integer, number, sizes, text
+from offrl.config import choice, flag, integer, number, sizes
 from offrl.data.sampling import Batch, DeviceData, sample_uniform
-from offrl.dynamics import (UNCERTAINTIES, ModelBuffer, algo_device_model, init_buffer, real_batch_size, rollout_into_buffer,
-                            with_model_rows)
-from offrl.losses import ensemble_td_loss, polyak_update, td_target
+from offrl.dynamics import (UNCERTAINTIES, ModelBuffer, ModelRollouts, algo_device_model, init_buffer, real_batch_size,
+                            rollout_into_buffer, with_model_rows)
+from offrl.losses import ensemble_td_loss, entropy_target, polyak_update, sac_actor_loss, soft_next_value, td_target
 from offrl.losses import temperature_loss as sac_temperature_loss
-from offrl.nets import Critic, LogScalar, TanhGaussianActor, tanh_gaussian_action, tanh_gaussian_sample_and_log_prob
+from offrl.nets import Critic, LogScalar, TanhGaussianActor, tanh_gaussian_action
 
 
 @dataclass(frozen=True)
-class Config(Checked):
+class Config(ModelRollouts):
     """MOPO; defaults from the authors' code (softlearning SAC, D4RL configs; per-dataset lambda and h in PRESETS)."""
 
     penalty: float = number(1.0, ge=0)
     """lambda: weight of the uncertainty penalty r~ = r - lambda u."""
     uncertainty: str = choice("max_aleatoric", UNCERTAINTIES)
     """u(s, a): ``max_aleatoric`` (max_i ||sigma_i||, the paper's) or ``ensemble_disagreement`` (||std_i mu_i||)."""
-    horizon: int = integer(5, ge=1)
-    """h: model steps per rollout."""
-    real_ratio: float = number(0.05, ge=0, le=1)
-    """f: share of each batch drawn from the data (the rest from the model buffer)."""
-    rollout_every: int = integer(1000, ge=1)
-    """Updates between two rollout rounds."""
-    rollout_batch_size: int = integer(50_000, ge=1)
-    """Start states (drawn from the data) per rollout round."""
-    buffer_size: int = integer(1_250_000, ge=1)
-    """Model transitions kept (the authors keep 5 rounds: 5 x 50,000 x h with h = 5)."""
-    dynamics: str = text("")
-    """Path of a trained dynamics model (``offrl dynamics train``); empty: the cached one of this dataset, or train one now."""
-    dynamics_hidden_dims: tuple[int, ...] = sizes((200, 200, 200, 200))
-    """Hidden layers of each ensemble member (used when the model is trained or looked up here)."""
-    dynamics_members: int = integer(7, ge=1)
-    """Ensemble members."""
-    dynamics_elites: int = integer(5, ge=1)
-    """Elites used in rollouts."""
-    dynamics_max_epochs: Optional[int] = integer(None, ge=1, optional=True)
-    """Budget of the ensemble's training in epochs (None: until its early stop)."""
-    termination: str = text("auto")
-    """Rollout termination: ``auto`` (exact rule of a built-in env, else a learned head), ``never``, ``learned``, or ``module:function``."""
     discount: float = number(0.99, ge=0, le=1)
     """Discount factor gamma."""
     tau: float = number(0.005, gt=0, le=1)
@@ -130,10 +108,6 @@ def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> St
     return State(actor, critic, temperature, critic.params, buffer, jnp.zeros((), jnp.int32))
 
 
-def target_entropy(config: Config, action_dim: int) -> float:
-    return -float(action_dim) if config.target_entropy is None else float(config.target_entropy)
-
-
 def rollout(config: Config, state: State, data: DeviceData, key: jax.Array) -> tuple[State, dict]:
     """One rollout round of the current (stochastic) policy in the model, into the buffer."""
     policy = lambda obs, k: tanh_gaussian_action(*state.actor.apply_fn(state.actor.params, obs), k, False)
@@ -149,11 +123,9 @@ def make_batch(config: Config, data: DeviceData, key: jax.Array) -> Batch:
 
 def critic_loss(config: Config, state: State, params, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict]:
     """SAC's twin-critic TD error against the clipped double-Q soft target, on the mixed batch (model rewards penalised)."""
-    mean, log_std = state.actor.apply_fn(state.actor.params, batch.next_observations)
-    next_actions, next_log_probs = tanh_gaussian_sample_and_log_prob(mean, log_std, key)
-    next_q = state.critic.apply_fn(state.target_critic_params, batch.next_observations, next_actions).min(axis=0)
-    if config.backup_entropy:
-        next_q = next_q - state.temperature.apply_fn(state.temperature.params) * next_log_probs
+    temperature = state.temperature.apply_fn(state.temperature.params) if config.backup_entropy else None
+    next_q = soft_next_value(state.actor.apply_fn, state.actor.params, state.critic.apply_fn, state.target_critic_params,
+                             batch.next_observations, key, temperature)
     target = jax.lax.stop_gradient(td_target(batch.rewards, batch.terminals, batch.discounts, next_q))
     q = state.critic.apply_fn(params, batch.observations, batch.actions)
     loss = ensemble_td_loss(q, target)
@@ -162,17 +134,14 @@ def critic_loss(config: Config, state: State, params, batch: Batch, key: jax.Arr
 
 def actor_loss(config: Config, state: State, params, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict]:
     """E[temperature log pi(a~|s) - min_i Q_i(s, a~)] over the mixed batch's states."""
-    mean, log_std = state.actor.apply_fn(params, batch.observations)
-    actions, log_probs = tanh_gaussian_sample_and_log_prob(mean, log_std, key)
-    q = state.critic.apply_fn(state.critic.params, batch.observations, actions).min(axis=0)
     temperature = state.temperature.apply_fn(state.temperature.params)
-    loss = (temperature * log_probs - q).mean()
-    return loss, {"actor_loss": loss, "entropy": -log_probs.mean()}
+    return sac_actor_loss(state.actor.apply_fn, params, state.critic.apply_fn, state.critic.params, batch.observations,
+                          temperature, key)
 
 
 def temperature_loss(config: Config, state: State, params, batch: Batch, entropy: jax.Array) -> tuple[jax.Array, dict]:
     temperature = state.temperature.apply_fn(params)
-    loss = sac_temperature_loss(temperature, entropy, target_entropy(config, batch.actions.shape[-1]))
+    loss = sac_temperature_loss(temperature, entropy, entropy_target(config.target_entropy, batch.actions.shape[-1]))
     return loss, {"temperature_loss": loss, "temperature": temperature}
 
 

@@ -112,8 +112,14 @@ from offrl.losses.vae import vae_loss  # noqa: E402,F401
 from offrl.losses.behaviour import behaviour_nll_loss, cloning_loss, sampled_kl  # noqa: E402,F401
 
 
+# Soft actor-critic pieces: the soft target value, the actor loss, the entropy target (SAC and its family).
+from offrl.losses.sac import entropy_target, sac_actor_loss, soft_next_value  # noqa: E402,F401
+
+
 # CQL(H)'s importance-sampled log-sum-exp over a continuous action box (CQL, later Cal-QL).
-from offrl.losses.conservative import calibrated_q, cql_logsumexp, uniform_log_density  # noqa: E402,F401
+from offrl.losses.conservative import (  # noqa: E402,F401
+    calibrated_q, cql_logsumexp, cql_proposals, cql_q_and_logsumexp, uniform_log_density,
+)
 
 
 # Discrete-action pieces (action-indexed Q-values, CQL(H) penalty, double-Q targets, TD losses).
