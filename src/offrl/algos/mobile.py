@@ -25,8 +25,8 @@ from flax.training.train_state import TrainState
 from offrl.algos.registry import Algo, DataSpec, register
 from offrl.config import flag, integer, number, sizes
 from offrl.data.sampling import Batch, DeviceData, sample_uniform
-from offrl.dynamics import (ModelBuffer, ModelData, ModelRollouts, algo_device_model, init_buffer, predict, real_batch_size,
-                            rollout_into_buffer, with_model_rows)
+from offrl.dynamics import (ModelBuffer, ModelData, ModelRollouts, algo_device_model, init_buffer, model_rows_mean,
+                            predict, real_batch_size, rollout_into_buffer, with_model_rows)
 from offrl.losses import ensemble_td_loss, entropy_target, polyak_update, sac_actor_loss, soft_next_value, td_target
 from offrl.losses import temperature_loss as sac_temperature_loss
 from offrl.nets import Critic, LogScalar, TanhGaussianActor, tanh_gaussian_action, tanh_gaussian_sample_and_log_prob
@@ -166,8 +166,7 @@ def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[
         target_critic_params=polyak_update(state.critic.params, state.target_critic_params, config.tau),
         step=state.step + 1,
     )
-    model_rows = 1.0 - batch.extras["is_real"]
-    penalty_mean = config.penalty * (batch.extras["uncertainty"] * model_rows).sum() / jnp.maximum(model_rows.sum(), 1.0)
+    penalty_mean = config.penalty * model_rows_mean(batch, batch.extras["uncertainty"])
     return state, {**c_info, **a_info, **t_info, "bellman_penalty_mean": penalty_mean}
 
 

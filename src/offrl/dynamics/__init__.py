@@ -11,13 +11,13 @@ from __future__ import annotations
 from offrl.dynamics.model import (DynamicsConfig, DynamicsError, DynamicsModel, cache_path, find_or_train, load_dynamics,
                                   predict, save_dynamics, train_dynamics)
 from offrl.dynamics.rollout import (UNCERTAINTIES, ModelBuffer, ModelData, add_to_buffer, init_buffer, make_model_data,
-                                    real_batch_size, rollout, rollout_into_buffer, sample_buffer, uncertainty, with_model_rows)
+                                    model_rows_mean, real_batch_size, rollout, rollout_into_buffer, sample_buffer, uncertainty, with_model_rows)
 from offrl.dynamics.settings import ModelRollouts
 from offrl.dynamics.termination import TerminationError, builtin_rule, resolve
 
 __all__ = ["algo_device_model", "algo_dynamics_config", "DynamicsConfig", "DynamicsError", "DynamicsModel", "ModelBuffer", "ModelData", "ModelRollouts", "TerminationError", "UNCERTAINTIES",
            "add_to_buffer", "builtin_rule", "cache_path", "find_or_train", "init_buffer", "load_dynamics", "make_model_data",
-           "model_data", "predict", "real_batch_size", "resolve", "rollout", "rollout_into_buffer", "sample_buffer",
+           "model_data", "model_rows_mean", "predict", "real_batch_size", "resolve", "rollout", "rollout_into_buffer", "sample_buffer",
            "save_dynamics", "train_dynamics", "uncertainty", "with_model_rows"]
 
 

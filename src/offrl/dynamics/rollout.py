@@ -190,6 +190,12 @@ def sample_buffer(buffer: ModelBuffer, key: jax.Array, batch_size: int, discount
     return jax.tree.map(lambda m, r: jnp.where(empty, r, m), batch, fallback)
 
 
+def model_rows_mean(batch: Batch, values: jax.Array) -> jax.Array:
+    """Mean of per-row ``values`` over the batch's model rows (``extras["is_real"] == 0``); 0 without any."""
+    model_rows = 1.0 - batch.extras["is_real"]
+    return (values * model_rows).sum() / jnp.maximum(model_rows.sum(), 1.0)
+
+
 def real_batch_size(batch_size: int, real_ratio: float) -> int:
     """Rows of a mixed batch drawn from the data: round(f B), at least 1 unless f = 0."""
     n = int(round(real_ratio * batch_size))
