@@ -65,15 +65,22 @@ def fingerprints(names: list[str]) -> dict[str, dict[str, str]]:
         algo = offrl.algos.get_algo(name)
         for overrides in [{}] + VARIANTS.get(name, []):
             config = small_config(algo, **overrides)
-            dataset = make_discrete_dataset() if algo.discrete else make_dataset()
+            dataset = make_discrete_dataset() if algo.discrete else make_dataset(chained=algo.stateful)
             with tempfile.TemporaryDirectory() as tmp:
                 result = offrl.fit(config, dataset, steps=40, seeds=1, seed=0, chunk=20, run_dir=Path(tmp) / "run",
                                    progress=False, plot=False, evaluate_at_end=False)
             state = jax.tree.map(lambda x: x[0], result.states)
             obs = jnp.asarray(np.random.default_rng(1).normal(size=(7, dataset.observations.shape[1])), jnp.float32)
             key = jax.random.PRNGKey(3)
-            row = {"params": _hash(state), "act_deterministic": _hash(algo.act(config, state, obs, key, True)),
-                   "act_stochastic": _hash(algo.act(config, state, obs, key, False))}
+            if algo.stateful:  # a sequence policy: the first step of 7 episodes asking for return 1
+                from offrl.algos import DataSpec
+
+                carry = algo.init_carry(config, DataSpec.from_dataset(dataset), jnp.ones(7))
+                starts, rewards = jnp.ones(7, bool), jnp.zeros(7)
+                act = lambda det: algo.act_carry(config, state, carry, obs, rewards, starts, key, det)[0]
+            else:
+                act = lambda det: algo.act(config, state, obs, key, det)
+            row = {"params": _hash(state), "act_deterministic": _hash(act(True)), "act_stochastic": _hash(act(False))}
             if algo.q_value is not None:
                 row["q"] = _hash(algo.q_value(config, state, obs, algo.act(config, state, obs, key, True)))
             label = name + (json.dumps(overrides, sort_keys=True) if overrides else "")

@@ -30,8 +30,12 @@ if os.environ.get("OFFRL_TEST_OPTIMIZED", "0") != "1":
 
 
 
-def make_dataset(n: int = 600, obs_dim: int = 3, act_dim: int = 2, episode_len: int = 50, seed: int = 0, **info_kwargs):
-    """A random dataset with fixed-length episodes ending in timeouts (one terminal in the middle)."""
+def make_dataset(n: int = 600, obs_dim: int = 3, act_dim: int = 2, episode_len: int = 50, seed: int = 0,
+                 chained: bool = False, **info_kwargs):
+    """A random dataset with fixed-length episodes ending in timeouts (one terminal in the middle).
+
+    ``chained=True``: inside an episode ``next_observations[t] = observations[t+1]``, as recorded episodes
+    are (sequence algorithms refuse data whose episodes do not chain)."""
     from offrl.data import Dataset, DatasetInfo
 
     rng = np.random.default_rng(seed)
@@ -47,6 +51,9 @@ def make_dataset(n: int = 600, obs_dim: int = 3, act_dim: int = 2, episode_len: 
     timeouts[-1] = 1
     terminals[n // 2] = 1
     timeouts[n // 2] = 0
+    if chained:
+        inner = np.flatnonzero((terminals + timeouts)[:-1] == 0)
+        next_obs[inner] = obs[inner + 1]
     info = DatasetInfo(name=info_kwargs.pop("name", "synthetic"), **info_kwargs)
     return Dataset.from_arrays(observations=obs, actions=actions, rewards=rewards, next_observations=next_obs,
                                terminals=terminals, timeouts=timeouts, info=info)
@@ -93,6 +100,10 @@ def small_config(algo, **overrides):
     # model-based algorithms: small rollouts into a small buffer, a small ensemble
     small.update({"rollout_batch_size": 32, "buffer_size": 256, "rollout_every": 20, "dynamics_members": 3, "dynamics_elites": 2,
                   "dynamics_max_epochs": 10})
+    # sequence models: a one-block transformer over short windows, warmed up within a test's few updates, without
+    # dropout (its random bits cost a third of the compile time; tests/test_sequences.py trains dt with dropout)
+    small.update({"embed_dim": 16, "num_layers": 1, "context_len": 4, "warmup_steps": 10, "max_timestep": 64,
+                  "dropout": 0.0})
     values = {k: v for k, v in small.items() if k in fields}
     values.update(overrides)
     return algo.config_cls(**values)

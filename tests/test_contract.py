@@ -26,6 +26,7 @@ from conftest import make_dataset, make_discrete_dataset, small_config
 ALGOS = sorted(list_algos())
 DISCRETE = [name for name in ALGOS if list_algos()[name].discrete]
 CONTINUOUS = [name for name in ALGOS if name not in DISCRETE]
+STATEFUL = [name for name in ALGOS if list_algos()[name].stateful]
 
 
 def grouped(names):
@@ -35,8 +36,17 @@ def grouped(names):
 
 @pytest.fixture
 def dataset(name):
-    """The contract dataset of the algorithm under test: int actions for a discrete algorithm."""
-    return make_discrete_dataset() if offrl.algos.get_algo(name).discrete else make_dataset()
+    """The contract dataset of the algorithm under test: int actions for a discrete algorithm; episodes whose
+    transitions chain for a sequence algorithm (it refuses data whose episodes cannot be recovered)."""
+    algo = offrl.algos.get_algo(name)
+    return make_discrete_dataset() if algo.discrete else make_dataset(chained=algo.stateful)
+
+
+def _act(agent, obs, **kwargs):
+    """``agent.act``; a sequence policy starts new episodes first (its history is tested in test_carried_context)."""
+    if agent.stateful:
+        agent.reset()
+    return agent.act(obs, **kwargs)
 
 
 def _leaves(tree):
@@ -106,18 +116,18 @@ def test_update_finite_and_changes_params(name, dataset):
 
 @pytest.mark.parametrize("name", grouped(CONTINUOUS))
 def test_actions_shape_and_bounds(name, tmp_path):
-    dataset = make_dataset(act_dim=2, action_low=(-2.0, 0.0), action_high=(2.0, 0.5))
+    dataset = make_dataset(act_dim=2, action_low=(-2.0, 0.0), action_high=(2.0, 0.5), chained=name in STATEFUL)
     result = _train(name, dataset, tmp_path, "run")
     agent = offrl.load_agent(result.run_dir)
     obs = np.random.default_rng(1).normal(size=(64, dataset.obs_dim)).astype(np.float32) * 10
     for deterministic in (True, False):
-        actions = agent.act(obs, deterministic=deterministic)
+        actions = _act(agent, obs, deterministic=deterministic)
         assert actions.shape == (64, 2)
         assert np.all(actions >= [-2.0, 0.0]) and np.all(actions <= [2.0, 0.5])
-    single = agent.act(obs[0])
+    single = _act(agent, obs[0])
     assert single.shape == (2,)
     with pytest.raises(ValueError, match="observations must have shape"):
-        agent.act(np.zeros((4, dataset.obs_dim + 1)))
+        _act(agent, np.zeros((4, dataset.obs_dim + 1)))
 
 
 @pytest.mark.parametrize("name", grouped(DISCRETE))
@@ -182,7 +192,7 @@ def test_checkpoint_round_trip(name, dataset, tmp_path):
     for x, y in zip(_leaves(result.states), _leaves(agent.states)):
         np.testing.assert_array_equal(x, y)
     obs = dataset.observations[:8]
-    np.testing.assert_array_equal(agent.act(obs, seed_index=1), offrl.load_agent(result.run_dir).act(obs, seed_index=1))
+    np.testing.assert_array_equal(_act(agent, obs, seed_index=1), _act(offrl.load_agent(result.run_dir), obs, seed_index=1))
     if agent.algo.q_value is not None:  # Q(s0, pi(s0)) as every evaluation logs it (the over-estimation diagnostic)
         from offrl.train import make_start_values
 
@@ -194,6 +204,43 @@ def test_checkpoint_round_trip(name, dataset, tmp_path):
         o = result.transforms.normalize_obs(starts[1])
         direct = algo.q_value(config, state, o, algo.act(config, state, o, jax.random.PRNGKey(0), True))
         np.testing.assert_allclose(values[1], np.asarray(direct), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", grouped(STATEFUL))
+def test_carried_context_save_load_act(name, dataset, tmp_path):
+    """A sequence policy saved and loaded acts through its carry: the agent's history over several calls equals
+    the algorithm's own init_carry/act_carry steps, the evaluation policy's too, and reset() starts afresh."""
+    from offrl.train import make_policy
+
+    result = _train(name, dataset, tmp_path, "run", seeds=2)
+    agent = offrl.load_agent(result.run_dir)
+    algo, config, spec = agent.algo, agent.config, DataSpec.from_dataset(dataset)
+    assert agent.stateful and agent.return_range == pytest.approx(
+        (dataset.episode_returns().min(), dataset.episode_returns().max()), rel=1e-6)
+    obs, rewards = np.asarray(dataset.observations[:15]).reshape(5, 3, -1), np.asarray(dataset.rewards[:15]).reshape(5, 3)
+    agent.reset(target_return=-10.0)
+    got = [agent.act(obs[0], seed_index=1)] + [agent.act(obs[t], seed_index=1, reward=rewards[t - 1]) for t in range(1, 5)]
+
+    state = jax.tree.map(lambda x: x[1], result.states)
+    carry = algo.init_carry(config, spec, np.full(3, -10.0 * result.transforms.reward_scale, np.float32))
+    step = jax.jit(lambda c, o, r, s: algo.act_carry(config, state, c, o, r, s, jax.random.PRNGKey(0), True))
+    for t in range(5):
+        o = result.transforms.normalize_obs(obs[t])
+        r = result.transforms.scale_rewards(rewards[t - 1]) if t else np.zeros(3, np.float32)
+        unit, carry = step(carry, o, r, np.full(3, t == 0))
+        np.testing.assert_allclose(got[t], result.transforms.action_from_unit(np.asarray(unit)), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="pass the reward of the previous step"):
+        agent.act(obs[0], seed_index=1)
+    with pytest.raises(ValueError, match="call agent.reset"):
+        agent.act(obs[0, :2], seed_index=1, reward=0.0)
+    agent.reset(target_return=-10.0)
+    np.testing.assert_array_equal(agent.act(obs[0], seed_index=1), got[0])  # a new episode forgets the old one
+
+    policy = make_policy(algo, config, result.transforms, spec, -10.0)  # evaluation: every seed's envs at once
+    for t in range(5):
+        both = policy(result.states, np.stack([obs[t], obs[t]]), np.stack([rewards[t - 1]] * 2) if t else np.zeros((2, 3)),
+                      np.full((2, 3), t == 0))
+        np.testing.assert_allclose(both[1], got[t], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.xdist_group("iql")

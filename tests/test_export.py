@@ -27,7 +27,7 @@ from offrl.train import config_to_dict, init_agents
 from conftest import make_dataset, make_discrete_dataset, small_config
 
 
-ALGOS = sorted(list_algos())  # every registered algorithm acts statelessly (no carried memory)
+ALGOS = sorted(n for n, a in list_algos().items() if not a.stateful)  # sequence policies are refused (below)
 LOW, HIGH = (-2.0, 0.0), (2.0, 0.5)
 
 
@@ -186,3 +186,15 @@ def test_onnx_translation_of_more_primitives_matches_jax():
         np.testing.assert_allclose(session.run(["action"], {"observation": obs})[0], np.asarray(f(obs)), atol=1e-5, rtol=1e-5)
     with pytest.raises(ExportError, match="'cumsum'"):
         to_onnx(lambda obs: jnp.cumsum(obs, axis=1), 4, discrete=False, max_batch=8)
+
+
+@pytest.mark.xdist_group("rvs")
+def test_sequence_policies_are_refused_with_a_clear_message(tmp_path, capsys):
+    """A policy that carries a history between steps has no one-observation policy file: one line, exit 2."""
+    from offrl.cli import main
+
+    init_run("rvs", tmp_path, seeds=1)
+    assert main(["export", str(tmp_path), "--format", "onnx"]) == 2
+    err = capsys.readouterr().err
+    assert "rvs is a sequence policy" in err and "agent.reset()" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "policy.onnx").exists()

@@ -351,6 +351,9 @@ def cmd_eval(argv: list[str]) -> int:
         """Seed of the first evaluation episode (episode j uses seed + j)."""
         env: Optional[str] = None
         """Evaluate in this Gymnasium env instead of the dataset's."""
+        target_returns: Optional[str] = text(None, optional=True)
+        """Returns to ask a return-conditioned policy (dt, rvs) for, separated by commas (1000,2000,3000): writes
+        target_returns.csv and target_returns.png (achieved against requested return) into the run folder."""
 
     args = parse_args(EvalArgs, argv, "offrl eval")
     import numpy as np
@@ -358,23 +361,80 @@ def cmd_eval(argv: list[str]) -> int:
     from offrl.agent import load_agent
     from offrl.evaluate import evaluate
 
+    targets = None
+    if args.target_returns is not None:
+        from offrl.targets import parse_targets
+
+        try:
+            targets = parse_targets(args.target_returns)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     agent = load_agent(args.checkpoint)
+    if targets is not None and not agent.algo.return_conditioned:
+        from offrl.algos import list_algos
+
+        names = ", ".join(n for n, a in list_algos().items() if a.return_conditioned)
+        raise UsageError(f"{agent.algo.name} is not conditioned on a return; --target-returns applies to: {names}")
     env_id = args.env or agent.dataset_info.env_id
     if env_id is None:
         raise UsageError("the checkpoint's dataset names no environment; pass --env ENV_ID")
     info = agent.dataset_info
     n = agent.num_seeds
 
-    def policy(obs):
-        return np.stack([agent.act(obs[i], seed_index=i) for i in range(n)])
+    def run(policy, stateful=False):
+        return evaluate(
+            policy, env_id, episodes=args.episodes, num_policies=n, seed=args.seed,
+            env_kwargs=(info.env_kwargs or None) if args.env is None else None,
+            ref_min_score=info.ref_min_score if args.env is None else None,
+            ref_max_score=info.ref_max_score if args.env is None else None, obs_layout=info.obs_layout, stateful=stateful,
+        )
 
-    results = evaluate(
-        policy, env_id, episodes=args.episodes, num_policies=n, seed=args.seed,
-        env_kwargs=(info.env_kwargs or None) if args.env is None else None,
-        ref_min_score=info.ref_min_score if args.env is None else None,
-        ref_max_score=info.ref_max_score if args.env is None else None, obs_layout=info.obs_layout,
-    )
-    _print_summary(Path(args.checkpoint), results, f"{agent.algo.name} at {agent.step:,} updates on {env_id}")
+    title = f"{agent.algo.name} at {agent.step:,} updates on {env_id}"
+    if agent.algo.stateful:  # every seed's envs carry their histories on the device
+        from offrl.algos import DataSpec
+        from offrl.train import default_target_return, make_policy
+
+        def carried(target):
+            policy = make_policy(agent.algo, agent.config, agent.transforms, DataSpec(**agent.meta["spec"]), target)
+            return run(lambda *obs: policy(agent.states, *obs), stateful=True)
+
+        if targets is not None:
+            return _eval_target_returns(agent, carried, targets, Path(args.checkpoint), title)
+        results = carried(default_target_return(agent.config, agent.meta) or 0.0)
+    else:
+        def policy(obs):
+            return np.stack([agent.act(obs[i], seed_index=i) for i in range(n)])
+
+        results = run(policy)
+    _print_summary(Path(args.checkpoint), results, title)
+    return 0
+
+
+def _eval_target_returns(agent, evaluate_target, targets: list[float], checkpoint: Path, title: str) -> int:
+    """``offrl eval --target-returns``: one evaluation per requested return, the table and figure written."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from offrl.targets import far_outside_message, sweep, write_target_returns
+
+    data_range = agent.return_range
+    if data_range is not None:
+        message = far_outside_message(targets, *data_range)
+        if message:
+            print(f"offrl eval: warning: {message}", file=sys.stderr)
+    rows = sweep(evaluate_target, targets)
+    run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    csv_path, png_path = write_target_returns(run_dir, rows, data_range, title)
+    table = Table(title=f"{title}: achieved against requested return")
+    for column in ("requested", "seed", "achieved (mean ± std)"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(f"{row['target_return']:g}", str(row["seed_index"]), f"{row['return_mean']:.1f} ± {row['return_std']:.1f}")
+    console = Console()
+    console.print(table)
+    if data_range is not None:
+        console.print(f"dataset's episode returns: [{data_range[0]:g}, {data_range[1]:g}]")
+    console.print(f"  {csv_path.name}: {csv_path}\n  {png_path.name}: {png_path}")
     return 0
 
 

@@ -38,6 +38,7 @@ def evaluate(
     discount: float | None = None,
     reward_transform: Callable[[np.ndarray], np.ndarray] | None = None,
     obs_layout: Mapping[str, Any] | None = None,
+    stateful: bool = False,
 ) -> list[dict]:
     """Run ``episodes`` episodes for each of ``num_policies`` policies evaluated in one batch.
 
@@ -63,6 +64,11 @@ def evaluate(
     ``obs_layout`` (the dataset's ``DatasetInfo.obs_layout``, so the policy sees rows like the
     dataset's), or, without one, with the layout of the env's own observation space (the
     flattening the Minari loader applies to a ``Dict``/``Tuple`` space).
+
+    ``stateful=True``: a policy that carries each env's history (a sequence policy) is called as
+    ``policy(obs, rewards, starts)``, with ``rewards`` (num_policies, episodes) the reward each env earned
+    on its previous step (0 on the first) and ``starts`` (num_policies, episodes) bool, True on the first
+    call (every env starts its episode then), in env units.
     """
     import gymnasium as gym
 
@@ -99,14 +105,19 @@ def evaluate(
         success = np.zeros(n, dtype=bool)
         reports_success = False
         done = np.zeros(n, dtype=bool)
+        last_rewards = np.zeros(n, dtype=np.float64)  # what a stateful policy hears about its previous step
+        starts = np.ones(n, dtype=bool)
 
         while not done.all():
-            actions = _prepare_actions(
-                policy(obs.reshape(num_policies, episodes, -1)), space, discrete, num_policies, episodes
-            )
+            shaped = obs.reshape(num_policies, episodes, -1)
+            raw = (policy(shaped, last_rewards.reshape(num_policies, episodes), starts.reshape(num_policies, episodes))
+                   if stateful else policy(shaped))
+            starts[:] = False
+            actions = _prepare_actions(raw, space, discrete, num_policies, episodes)
             for i in np.flatnonzero(~done):
                 o, r, terminated, truncated, info = envs[i].step(actions[i])
                 obs[i] = flat(o)
+                last_rewards[i] = float(r)
                 returns[i] += float(r)
                 if discount is not None:
                     discounted[i] += weight[i] * float(reward_transform(np.float64(r)) if reward_transform else r)

@@ -63,6 +63,10 @@ def policy_function(agent, seed_index: int = 0) -> Callable[[jax.Array], jax.Arr
 
     Discrete agents return int32 indices [B] (the ONNX graph casts them to int64, as ``Agent.act``).
     """
+    if agent.algo.stateful:
+        raise ExportError(f"{agent.algo.name} is a sequence policy: its action depends on the history it carries between "
+                          "steps, which a one-observation policy file cannot hold; use offrl.load_agent(RUN_DIR).act(obs, "
+                          "reward=r) with agent.reset() per episode instead")
     if not 0 <= seed_index < agent.num_seeds:
         raise ExportError(f"seed index {seed_index} out of range: this checkpoint holds {agent.num_seeds} seeds")
     algo, config, transforms = agent.algo, agent.config, agent.transforms

@@ -30,7 +30,7 @@ from offrl.algos import DataSpec, algo_for_config, get_algo
 from offrl.algos.registry import Algo, check_action_kind
 from offrl.checkpoint import FILENAME, CheckpointError, load_checkpoint_or_previous, save_checkpoint
 from offrl.compiled import cached, release_if_near_map_limit
-from offrl.config import Checked, choice, flag, integer
+from offrl.config import Checked, ConfigError, choice, flag, integer
 from offrl.data import Dataset, Transforms, fit_transforms, to_device
 from offrl.data.transforms import REWARD_SCALINGS
 from offrl.logger import RunLogger, plot_run, read_jsonl
@@ -253,8 +253,64 @@ def _normalised(transforms: Transforms, observations) -> jax.Array:
     return jnp.asarray(transforms.normalize_obs(np.asarray(observations, np.float32)), jnp.float32)
 
 
-def make_policy(algo: Algo, config: Any, transforms: Transforms):
-    """Batched deterministic policy for evaluation: obs (seeds, envs, obs_dim) in env units -> actions in env units."""
+@cached(maxsize=64)
+def _batched_act_carry(algo: Algo, config: Any):
+    """Jitted deterministic carried actions of every seed: (states, carries, obs, rewards, starts) [seeds, envs, ...]."""
+
+    def one(state, carry, obs, rewards, starts):
+        return algo.act_carry(config, state, carry, obs, rewards, starts, jax.random.PRNGKey(0), True)
+
+    return jax.jit(jax.vmap(one))
+
+
+@cached(maxsize=64)
+def _batched_init_carry(algo: Algo, config: Any, spec: DataSpec):
+    """Jitted empty histories of every seed's envs: targets [seeds, envs] -> carries."""
+    return jax.jit(jax.vmap(lambda targets: algo.init_carry(config, spec, targets)))
+
+
+def unit_target(transforms: Transforms, target_return: float) -> float:
+    """A requested return in env reward units -> the training reward units (``reward * scale``; a shifted
+    reward has no return-to-go equivalent without the episode's length, so it is refused)."""
+    if transforms.reward_shift != 0.0:
+        raise ConfigError(f"a return-conditioned policy needs rewards scaled without a shift (this run's rewards are "
+                          f"r * {transforms.reward_scale:g} + {transforms.reward_shift:g}); Fix: train it with "
+                          "--reward-scaling none or iql_locomotion")
+    return float(target_return) * transforms.reward_scale
+
+
+class CarriedPolicy:
+    """The batched deterministic policy of a stateful algorithm for `offrl.evaluate.evaluate(..., stateful=True)`:
+    ``(states, obs [seeds, envs, obs_dim], rewards [seeds, envs], starts [seeds, envs]) -> actions`` in env units,
+    each (seed, env) carrying its own history on the device; ``target_return`` (env units) starts every episode."""
+
+    stateful = True
+
+    def __init__(self, algo: Algo, config: Any, transforms: Transforms, spec: DataSpec, target_return: float):
+        self.algo, self.config, self.transforms, self.spec = algo, config, transforms, spec
+        self.target = unit_target(transforms, target_return)
+        self._step = _batched_act_carry(algo, config)
+        self._carry, self._shape = None, None
+
+    def __call__(self, states, observations, rewards, starts):
+        obs = _normalised(self.transforms, observations)
+        starts = np.asarray(starts, bool)
+        if self._shape != obs.shape[:2]:
+            if not starts.all():
+                raise ValueError("a carried policy's first call must start every episode (starts all True)")
+            self._carry = _batched_init_carry(self.algo, self.config, self.spec)(jnp.full(obs.shape[:2], self.target, jnp.float32))
+            self._shape = obs.shape[:2]
+        scaled = jnp.asarray(self.transforms.scale_rewards(np.asarray(rewards, np.float32)), jnp.float32)
+        actions, self._carry = self._step(states, self._carry, obs, scaled, jnp.asarray(starts))
+        return self.transforms.action_from_unit(np.asarray(actions))
+
+
+def make_policy(algo: Algo, config: Any, transforms: Transforms, spec: DataSpec | None = None,
+                target_return: float | None = None):
+    """Batched deterministic policy for evaluation: obs (seeds, envs, obs_dim) in env units -> actions in env units.
+    A stateful algorithm gets a `CarriedPolicy` (``spec`` and ``target_return`` needed)."""
+    if algo.stateful:
+        return CarriedPolicy(algo, config, transforms, spec, target_return)
     act = _batched_act(algo, config)
     return lambda states, observations: transforms.action_from_unit(np.asarray(act(states, _normalised(transforms, observations))))
 
@@ -269,6 +325,15 @@ def make_start_values(algo: Algo, config: Any, transforms: Transforms):
         return None
     values = _batched_start_values(algo, config)
     return lambda states, observations: np.asarray(values(states, _normalised(transforms, observations)), np.float64)
+
+
+def default_target_return(config: Any, meta: dict) -> float | None:
+    """The return a return-conditioned policy is asked for unless told otherwise: the config's ``target_return``,
+    else the highest episode return of the training data (``meta["episode_returns"]``, env units); None otherwise."""
+    if "episode_returns" not in meta:
+        return None
+    target = getattr(config, "target_return", None)
+    return float(target) if target is not None else float(meta["episode_returns"]["max"])
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -451,23 +516,30 @@ def fit(
         transforms=transforms.to_dict(), dataset_info=dataset.info.to_dict(), dataset_source=dataset_source,
         spec=dataclasses.asdict(spec), loop=loop_settings,
     )
+    if algo.return_conditioned:  # the range a requested return is checked against (offrl eval --target-returns)
+        returns = dataset.episode_returns()
+        meta["episode_returns"] = {"min": float(returns.min()), "max": float(returns.max())}
     (run_dir / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     logger = RunLogger(run_dir, tensorboard=tensorboard, resume_step=start_step if meta_prev is not None else None)
 
     can_eval = dataset.info.env_id is not None and eval_episodes > 0
-    policy = make_policy(algo, algo_config, transforms) if can_eval else None
+    target = default_target_return(algo_config, meta)
+    policy = make_policy(algo, algo_config, transforms, spec, target) if can_eval else None
     start_values = make_start_values(algo, algo_config, transforms) if can_eval else None
 
-    def run_eval(step: int) -> list[dict]:
+    def run_eval(step: int, policy=policy) -> list[dict]:
         from offrl.evaluate import evaluate
 
         discount = getattr(algo_config, "discount", None) if start_values is not None else None
         results = evaluate(
-            lambda obs: policy(states, obs), dataset.info.env_id, episodes=eval_episodes, num_policies=seeds,
+            (lambda *obs: policy(states, *obs)), dataset.info.env_id, episodes=eval_episodes, num_policies=seeds,
             seed=10_000, env_kwargs=dataset.info.env_kwargs or None,
             ref_min_score=dataset.info.ref_min_score, ref_max_score=dataset.info.ref_max_score,
             discount=discount, reward_transform=transforms.scale_rewards, obs_layout=dataset.info.obs_layout,
+            stateful=algo.stateful,
         )
+        if step < 0:  # a target-return sweep: not an evaluation row of the run
+            return results
         row = _summarise_eval(results, step)
         if discount is not None:  # the over-estimation diagnostic (offrl report RUN_DIR draws it)
             q = start_values(states, np.stack([r["initial_observations"] for r in results]))  # (seeds, episodes)
@@ -518,6 +590,14 @@ def fit(
             final_eval = run_eval(step)
             last_score = _headline(_summarise_eval(final_eval, step))
             bar.update(step, None, last_score)
+            if algo.return_conditioned:  # achieved against requested return over the data's range
+                from offrl import targets as target_returns
+
+                low, high = meta["episode_returns"]["min"], meta["episode_returns"]["max"]
+                rows = target_returns.sweep(
+                    lambda t: run_eval(-1, make_policy(algo, algo_config, transforms, spec, t)),
+                    target_returns.default_targets(low, high))
+                target_returns.write_target_returns(run_dir, rows, (low, high), f"{algo.name} at {step:,} updates")
     finally:
         bar.close()
         logger.close()

@@ -65,6 +65,17 @@ class Algo:
     in the compiled chunk before every update whose ``state.step`` is a multiple of
     ``rollout_every(config)``: the loop scans over blocks of updates with one rollout call per block, so
     vmapped seeds never pay for a rollout on every update.
+
+    Optional stateful policies (both or neither; a sequence policy needs its recent history):
+    ``init_carry(config, spec, targets) -> carry`` gives E = ``len(targets)`` environments an empty
+    history each, asking for the return ``targets`` [E] (in the training reward units);
+    ``act_carry(config, state, carry, observations [E, obs_dim], rewards [E], starts [E], key,
+    deterministic) -> (actions [E, act_dim], carry)`` acts and carries the history on: ``rewards``
+    are the (transformed) rewards of each env's previous step and ``starts`` marks the first
+    observation of a new episode (its history is reset). Such an algorithm may leave ``act`` None:
+    evaluation, ``load_agent(...).act`` and ``offrl eval`` go through the carry; ``offrl export`` and
+    ``offrl finetune`` refuse it. ``return_conditioned=True``: the policy is asked for a return (the
+    end of a run and ``offrl eval --target-returns`` write achieved against requested return).
     """
 
     name: str
@@ -84,6 +95,14 @@ class Algo:
     device_model: Callable | None = None
     rollout: Callable | None = None
     rollout_every: Callable | None = None
+    init_carry: Callable | None = None
+    act_carry: Callable | None = None
+    return_conditioned: bool = False
+
+    @property
+    def stateful(self) -> bool:
+        """True when the policy carries a history between steps (``init_carry`` / ``act_carry``)."""
+        return self.act_carry is not None
 
 
 _REGISTRY: dict[str, Algo] = {}
@@ -101,6 +120,8 @@ def register(algo: Algo) -> Algo:
         raise ValueError(f"algorithm {algo.name!r} is registered twice")
     if not dataclasses.is_dataclass(algo.config_cls):
         raise TypeError(f"{algo.name}: config_cls must be a dataclass")
+    if (algo.init_carry is None) != (algo.act_carry is None) or (algo.act is None and algo.act_carry is None):
+        raise TypeError(f"{algo.name}: give init_carry and act_carry together, and act unless both are given")
     _REGISTRY[algo.name] = algo
     return algo
 

@@ -16,6 +16,7 @@ import numpy as np
 from flax import struct
 
 from .dataset import Dataset
+from .sequences import returns_to_go as _returns_to_go
 
 __all__ = ["Batch", "DeviceData", "Segment", "sample_nstep", "sample_segments", "sample_uniform",
            "to_device"]
@@ -106,9 +107,7 @@ def to_device(arrays: Mapping[str, np.ndarray], dataset: Dataset,
 
     rewards = np.asarray(arrays["rewards"], dtype=np.float64)
     end_index = dataset.episode_end_index
-    # rtg[t] = sum(r[t..end]) = C[end] - C[t] + r[t] with C the running sum, in float64.
-    cumsum = np.cumsum(rewards)
-    returns_to_go = cumsum[end_index] - cumsum + rewards
+    returns_to_go = _returns_to_go(rewards, end_index)  # the one convention (data/sequences.py)
 
     def f32(x: np.ndarray) -> jax.Array:
         return jnp.asarray(np.asarray(x, dtype=np.float32))
