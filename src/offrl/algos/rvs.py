@@ -4,9 +4,11 @@ an MLP policy conditioned on the return-to-go.
 Each transition is labelled with its return-to-go R_t = sum_{k>=t} r_k (``offrl.data.sequences``,
 the same convention as ``dt``), and the policy imitates the whole dataset conditioned on it:
 
-  loss:  L = E_D ||pi(s_t, c R_t) - a_t||^2 / act_dim,   pi = tanh(MLP([s, c R]))   (`action_loss`)
+  loss:  L = E_D ||pi(s_t, c R_t) - a_t||^2 / act_dim,   pi = MLP([s, c R])   (`action_loss`)
 
-with c = ``return_scale``. At evaluation R_0 is the requested return and R_{t+1} = R_t - r_t
+with c = ``return_scale``; acting clips pi to the unit box. The output layer is linear: with a tanh head
+the squared error's gradient vanishes once the head saturates (measured on pendulum-mixed: the loss stuck
+at E(1 - a)^2 = 1.33 with every action at the bound). At evaluation R_0 is the requested return and R_{t+1} = R_t - r_t
 (each env carries its own R_t: ``act_carry``), so asking for a high return selects the actions that
 led to high returns in the data. Emmons et al. condition RvS-R on the average reward-to-go over the
 remaining steps; this file conditions on the return-to-go itself (the quantity ``dt`` uses), so the two
@@ -62,10 +64,10 @@ def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> St
 
 
 def policy(config: Config, actor: TrainState, params, observations, returns_to_go, key: jax.Array | None = None):
-    """a = tanh(MLP([s, c R])) for observations [B, obs_dim] and returns-to-go [B]."""
+    """a = MLP([s, c R]) (linear output) for observations [B, obs_dim] and returns-to-go [B]."""
     x = jnp.concatenate([observations, config.return_scale * returns_to_go[:, None]], axis=-1)
     training = key is not None and config.dropout > 0
-    return jnp.tanh(actor.apply_fn(params, x, training, rngs={"dropout": key} if training else None))
+    return actor.apply_fn(params, x, training, rngs={"dropout": key} if training else None)
 
 
 def action_loss(config: Config, actor: TrainState, params, window: Window, key: jax.Array) -> tuple[jax.Array, dict]:
@@ -90,9 +92,9 @@ def init_carry(config: Config, spec: DataSpec, targets: jax.Array) -> Context:
 
 def act_carry(config: Config, state: State, carry: Context, observations, rewards, starts, key: jax.Array,
               deterministic: bool = True) -> tuple[jax.Array, Context]:
-    """Update each env's R_t and act on it (a deterministic policy: ``key`` is unused)."""
+    """Update each env's R_t and act on it, clipped to the unit box (a deterministic policy: ``key`` is unused)."""
     carry = push(carry, observations, rewards, starts)
-    actions = policy(config, state.actor, state.actor.params, observations, carry.window.returns_to_go[:, -1])
+    actions = jnp.clip(policy(config, state.actor, state.actor.params, observations, carry.window.returns_to_go[:, -1]), -1, 1)
     return actions, record_actions(carry, actions)
 
 
