@@ -310,7 +310,7 @@ def make_policy(algo: Algo, config: Any, transforms: Transforms, spec: DataSpec 
     """Batched deterministic policy for evaluation: obs (seeds, envs, obs_dim) in env units -> actions in env units.
     A stateful algorithm gets a `CarriedPolicy` (``spec`` and ``target_return`` needed)."""
     if algo.stateful:
-        return CarriedPolicy(algo, config, transforms, spec, target_return)
+        return CarriedPolicy(algo, config, transforms, spec, 0.0 if target_return is None else target_return)
     act = _batched_act(algo, config)
     return lambda states, observations: transforms.action_from_unit(np.asarray(act(states, _normalised(transforms, observations))))
 
