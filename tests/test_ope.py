@@ -212,3 +212,42 @@ def test_bad_inputs_name_the_fix():
     det = Policy("deterministic", lambda o: o[:, :1], 2, name="td3bc run", note="deterministic actor")
     with pytest.raises(OPEError, match="--smoothing SIGMA"):
         batched_log_prob(det, np.zeros((2, 2), np.float32), np.zeros((2, 1), np.float32))
+
+
+def test_offrl_ope_end_to_end_on_a_small_builtin_dataset_and_a_tiny_run(tmp_path, monkeypatch, capsys):
+    """Two tiny runs on 600 transitions of cartpole-mixed (exact behaviour log-probs): the table, ope.json/.csv, select."""
+    import json
+
+    from offrl import cli
+    from offrl.algos import get_algo
+    from offrl.datasets import discrete
+    from offrl.train import fit
+
+    from conftest import small_config
+
+    monkeypatch.setenv("OFFRL_HOME", str(tmp_path / "home"))
+    # the reference scores (200 env episodes) only normalise scores, which off-policy evaluation does not use
+    monkeypatch.setattr(discrete, "discrete_reference_scores", lambda task: dict.fromkeys(
+        ("ref_min_score", "ref_max_score", "ref_min_score_std", "ref_max_score_std"), 1.0))
+    data = discrete.generate_discrete("cartpole", "mixed", size=600)
+    assert data.behaviour_log_probs is not None and np.isfinite(data.behaviour_log_probs).all()
+    path = tmp_path / "cartpole.npz"
+    data.save_npz(path)
+    runs = []
+    for steps in (2, 40):
+        runs.append(str(tmp_path / f"run{steps}"))
+        fit(small_config(get_algo("bc_discrete"), hidden_dims=(16,)), str(path), steps=steps, chunk=2, run_dir=runs[-1],
+            progress=False, plot=False, evaluate_at_end=False)
+    common = ["--dataset", str(path), "--fqe-steps", "200", "--fqe-hidden-dims", "16", "--bootstrap", "20", "--no-progress"]
+    assert cli.main(["ope", runs[1], *common, "--out", str(tmp_path / "out"), "--stochastic"]) == 0
+    out = json.loads((tmp_path / "out" / "ope.json").read_text())
+    assert out["behaviour"] == "data" and out["episodes"] == data.num_episodes
+    rows = out["rows"]
+    assert {r["estimator"] for r in rows} == {"is", "wis", "pdis", "wpdis", "dr", "wdr", "fqe"} and len(rows) == 7
+    assert all(np.isfinite(r["value"]) and r["ci_low"] <= r["ci_high"] for r in rows)
+    csv_lines = (tmp_path / "out" / "ope.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("run,algo,policy,estimator,value") and len(csv_lines) == 8
+    assert "off-policy estimates on cartpole-mixed" in capsys.readouterr().out
+    assert cli.main(["ope", "select", *runs, *common, "--out", str(tmp_path / "sel"), "--by", "wis"]) == 0
+    ranked = json.loads((tmp_path / "sel" / "select.json").read_text())["rows"]
+    assert [r["rank"] for r in ranked] == [1, 2] and ranked[0]["value"] >= ranked[1]["value"]

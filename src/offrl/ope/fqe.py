@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,7 +26,7 @@ from offrl.config import Checked, flag, integer, number, sizes
 from offrl.data import Dataset
 from offrl.nets import MLP
 from offrl.ope.episodes import Episodes, Estimate, with_bootstrap
-from offrl.ope.policy import Policy, action_probs, check_observations, sample
+from offrl.ope.policy import Policy, action_probs, check_observations, in_blocks, sample
 
 
 @dataclass(frozen=True)
@@ -64,21 +63,19 @@ class FQEModel:
     v_fn: Callable
     losses: list
 
-    def q(self, observations: np.ndarray, actions: np.ndarray, batch: int = 8192) -> np.ndarray:
-        return np.concatenate([np.asarray(self.q_fn(jnp.asarray(observations[i:i + batch]), jnp.asarray(actions[i:i + batch])),
-                                          np.float64) for i in range(0, len(observations), batch)])
+    def q(self, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Q-hat(s, a) [N] of env-unit actions (indices when discrete)."""
+        return in_blocks(self.q_fn, np.asarray(observations, np.float32), np.asarray(actions))
 
-    def v(self, observations: np.ndarray, batch: int = 8192) -> np.ndarray:
-        keys = jax.random.split(jax.random.PRNGKey(1), -(-len(observations) // batch))
-        return np.concatenate([np.asarray(self.v_fn(jnp.asarray(observations[i:i + batch]), keys[i // batch]), np.float64)
-                               for i in range(0, len(observations), batch)])
+    def v(self, observations: np.ndarray) -> np.ndarray:
+        """V-hat(s) = E_{a~pi(.|s)} Q-hat(s, a) [N]."""
+        return in_blocks(self.v_fn, np.asarray(observations, np.float32), key=jax.random.PRNGKey(1))
 
 
-def _policy_draws(policy: Policy, observations: np.ndarray, num: int, key: jax.Array, batch: int = 8192) -> np.ndarray:
+def _policy_draws(policy: Policy, observations: np.ndarray, num: int, key: jax.Array) -> np.ndarray:
     """pi's information at each state: probabilities [N, K] (discrete) or ``num`` unit-box actions [N, num, A]."""
     if policy.discrete:
-        fn = jax.jit(lambda o: action_probs(policy, o))
-        return np.concatenate([np.asarray(fn(jnp.asarray(observations[i:i + batch]))) for i in range(0, len(observations), batch)])
+        return in_blocks(jax.jit(lambda o: action_probs(policy, o)), observations).astype(np.float32)
     num = 1 if policy.kind == "deterministic" else num
 
     @jax.jit
@@ -86,9 +83,7 @@ def _policy_draws(policy: Policy, observations: np.ndarray, num: int, key: jax.A
         acts = jax.vmap(lambda kk: sample(policy, o, kk))(jax.random.split(k, num))  # [num, B, A]
         return jnp.swapaxes(policy.to_unit(acts), 0, 1)
 
-    keys = jax.random.split(key, -(-len(observations) // batch))
-    return np.concatenate([np.asarray(draw(jnp.asarray(observations[i:i + batch]), keys[i // batch]))
-                           for i in range(0, len(observations), batch)])
+    return in_blocks(draw, observations, key=key).astype(np.float32)
 
 
 def fit_fqe(dataset: Dataset, policy: Policy, config: FQEConfig = FQEConfig(), log: Callable[[str], None] | None = None) -> FQEModel:

@@ -157,13 +157,30 @@ def mode(policy: Policy, obs: jax.Array) -> jax.Array:
     return policy.to_env(jnp.clip(unit, -1.0, 1.0))
 
 
-def batched_log_prob(policy: Policy, observations: np.ndarray, actions: np.ndarray, batch: int = 4096) -> np.ndarray:
-    """:func:`log_prob` over a whole dataset in compiled batches (numpy float64 [N])."""
+BLOCK = 4096
+"""Rows per compiled call of the batched helpers: every call is padded to it, so each function compiles once."""
+
+
+def in_blocks(fn: Callable, *arrays: np.ndarray, key: jax.Array | None = None, block: int = BLOCK) -> np.ndarray:
+    """``fn(*rows[, key])`` over the rows of ``arrays`` in padded blocks of ``block`` rows; numpy float64 (or the
+    output dtype when integer) of the first ``len(arrays[0])`` rows."""
+    n = len(arrays[0])
+    keys = None if key is None else jax.random.split(key, max(1, -(-n // block)))
+    out = []
+    for j, i in enumerate(range(0, n, block)):
+        rows = [np.asarray(a[i:i + block]) for a in arrays]
+        m = len(rows[0])
+        rows = [np.concatenate([r, np.repeat(r[-1:], block - m, axis=0)]) if m < block else r for r in rows]
+        args = [jnp.asarray(r) for r in rows] + ([] if keys is None else [keys[j]])
+        out.append(np.asarray(fn(*args))[:m])
+    res = np.concatenate(out)
+    return res if np.issubdtype(res.dtype, np.integer) else res.astype(np.float64)
+
+
+def batched_log_prob(policy: Policy, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """:func:`log_prob` over a whole dataset in compiled blocks (numpy float64 [N])."""
     check_observations(policy, observations)
-    fn = jax.jit(lambda o, a: log_prob(policy, o, a))
-    out = [np.asarray(fn(jnp.asarray(observations[i:i + batch]), jnp.asarray(actions[i:i + batch])), np.float64)
-           for i in range(0, len(observations), batch)]
-    return np.concatenate(out)
+    return in_blocks(jax.jit(lambda o, a: log_prob(policy, o, a)), observations, actions)
 
 
 def check_observations(policy: Policy, observations: np.ndarray) -> None:
