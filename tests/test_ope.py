@@ -230,7 +230,10 @@ def test_offrl_ope_end_to_end_on_a_small_builtin_dataset_and_a_tiny_run(tmp_path
     monkeypatch.setattr(discrete, "discrete_reference_scores", lambda task: dict.fromkeys(
         ("ref_min_score", "ref_max_score", "ref_min_score_std", "ref_max_score_std"), 1.0))
     data = discrete.generate_discrete("cartpole", "mixed", size=600)
-    assert data.behaviour_log_probs is not None and np.isfinite(data.behaviour_log_probs).all()
+    # exact: (1 - eps) + eps / 2 where the logged action is the controller's, eps / 2 where it is not
+    greedy = discrete.TASKS["cartpole"].controller(np.asarray(data.observations)) == np.asarray(data.actions)
+    probs = np.exp(data.behaviour_log_probs)
+    assert (probs[greedy] > 0.5).all() and (probs[~greedy] < 0.5).all() and np.isfinite(data.behaviour_log_probs).all()
     path = tmp_path / "cartpole.npz"
     data.save_npz(path)
     runs = []
@@ -251,3 +254,33 @@ def test_offrl_ope_end_to_end_on_a_small_builtin_dataset_and_a_tiny_run(tmp_path
     assert cli.main(["ope", "select", *runs, *common, "--out", str(tmp_path / "sel"), "--by", "wis"]) == 0
     ranked = json.loads((tmp_path / "sel" / "select.json").read_text())["rows"]
     assert [r["rank"] for r in ranked] == [1, 2] and ranked[0]["value"] >= ranked[1]["value"]
+
+
+def test_behaviour_log_probs_travel_in_files_and_a_dataset_without_them_keeps_its_checksum(tmp_path):
+    from offrl.data import DatasetError
+    from offrl.data.integrity import array_checksum, read_checksum
+
+    from conftest import make_trajectory_dataset
+
+    with_lp, without = make_trajectory_dataset(), make_trajectory_dataset(log_probs=False)
+    assert without.behaviour_log_probs is None and "behaviour_log_probs" not in without.stored_arrays()
+    assert array_checksum(without) == array_checksum(without.arrays())  # the six arrays only, as before the field
+    assert array_checksum(with_lp) != array_checksum(without)
+    for suffix in ("npz", "hdf5"):
+        for ds in (with_lp, without):
+            path = tmp_path / f"{ds.behaviour_log_probs is None}.{suffix}"
+            getattr(ds, f"save_{suffix}")(path)
+            back = Dataset.load(path)
+            assert read_checksum(path) == array_checksum(back) == array_checksum(ds)
+            if ds.behaviour_log_probs is None:
+                assert back.behaviour_log_probs is None
+            else:
+                np.testing.assert_array_equal(back.behaviour_log_probs, ds.behaviour_log_probs)
+    arrays = with_lp.stored_arrays()
+    varied = Dataset.from_arrays(**{**arrays, "behaviour_log_probs": -np.arange(len(with_lp)) / 7.0}, info=with_lp.info)
+    np.testing.assert_array_equal(varied.select_episodes([1, 3]).behaviour_log_probs,
+                                  varied.behaviour_log_probs[np.isin(varied.episode_id, [1, 3])])
+    bad = arrays["behaviour_log_probs"].copy()
+    bad[4] = np.nan
+    with pytest.raises(DatasetError, match="behaviour_log_probs.*NaN or \\+inf"):
+        Dataset.from_arrays(**{**arrays, "behaviour_log_probs": bad}, info=with_lp.info)
