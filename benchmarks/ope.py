@@ -128,7 +128,8 @@ def main() -> int:
     ap.add_argument("dataset")
     ap.add_argument("--size", type=int, default=None, help="transitions (default: the built-in size)")
     ap.add_argument("--agent-steps", type=int, default=3000)
-    ap.add_argument("--fqe-steps", type=int, default=10_000)
+    ap.add_argument("--fqe-steps", type=int, default=4000)
+    ap.add_argument("--fqe-hidden-dims", type=int, nargs="+", default=[128, 128])
     ap.add_argument("--proxy-steps", type=int, default=5000)
     ap.add_argument("--mc-episodes", type=int, default=100)
     ap.add_argument("--discount", type=float, default=0.99)
@@ -154,7 +155,7 @@ def main() -> int:
     policies = zoo_policies(env_id) if task_key == "pendulum" else discrete_policies(dataset, task_key, args.agent_steps, log)
     estimators = tuple(args.estimators.split(","))
     config = OPEConfig(discount=args.discount)
-    fqe = FQEConfig(discount=args.discount, steps=args.fqe_steps)
+    fqe = FQEConfig(discount=args.discount, steps=args.fqe_steps, hidden_dims=tuple(args.fqe_hidden_dims), chunk=args.fqe_steps)
     model = ModelBasedConfig(discount=args.discount, max_epochs=args.mb_max_epochs)
     behaviour = behaviour_log_probs(dataset, ProxyConfig(steps=args.proxy_steps), log)
     log(f"{dataset.info.name}: {len(dataset)} transitions, {episodes.num_episodes} episodes, behaviour {behaviour.source}")
@@ -180,7 +181,7 @@ def main() -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     result = {"dataset": dataset.info.name, "transitions": len(dataset), "episodes": episodes.num_episodes,
               "behaviour": behaviour.source, "behaviour_nll": behaviour.nll, "discount": args.discount,
-              "fqe_steps": args.fqe_steps, "agent_steps": args.agent_steps, "mc_episodes": args.mc_episodes,
+              "fqe_steps": args.fqe_steps, "fqe_hidden_dims": args.fqe_hidden_dims, "agent_steps": args.agent_steps, "mc_episodes": args.mc_episodes,
               "commit": commit, "seconds": time.time() - t0, "policies": rows, "metrics": metrics,
               "command": " ".join(sys.argv)}
     print(f"\n{dataset.info.name} ({len(dataset)} transitions, {episodes.num_episodes} episodes, behaviour "
