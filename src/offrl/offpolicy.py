@@ -22,17 +22,15 @@ import io
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import tyro
 
 from offrl.checkpoint import atomic_write_bytes
-from offrl.config import Checked, choice, flag, integer, number, sizes, text
 from offrl.ope import (DEFAULT_ESTIMATORS, ESTIMATORS, FQEConfig, ModelBasedConfig, OPEConfig, OPEError, Policy, ProxyConfig,
                        behaviour_log_probs, episodes_of, evaluate_policy, parse_estimators, smoothed)
 from offrl.usage import UsageError, parse_args
