@@ -177,7 +177,9 @@ def main() -> int:
             continue
         metrics[est] = {"nae": normalised_absolute_error(got, values), "spearman": spearman(got, values),
                         "regret@1": regret_at_k(got, values, 1), "regret@5": regret_at_k(got, values, 5),
-                        "mean_ess_fraction": float(np.mean([r["estimates"][est].get("ess_fraction", np.nan) for r in rows]))}
+                        "mean_ess_fraction": float(np.mean([r["estimates"][est].get("ess_fraction", np.nan) for r in rows])),
+                        "coverage": float(np.mean([r["estimates"][est]["ci_low"] <= r["mc_value"] <= r["estimates"][est]["ci_high"]
+                                                   for r in rows]))}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     result = {"dataset": dataset.info.name, "transitions": len(dataset), "episodes": episodes.num_episodes,
               "behaviour": behaviour.source, "behaviour_nll": behaviour.nll, "discount": args.discount,
@@ -191,14 +193,14 @@ def main() -> int:
     for r in rows:
         cells = [f"{r['estimates'][e]['value']:.1f}" if e in r["estimates"] else "—" for e in estimators]
         print(f"| {r['policy']} | {r['mc_value']:.1f} | " + " | ".join(cells) + " |")
-    print("\n| estimator | normalised abs. error | Spearman | regret@1 | regret@5 | mean ESS/n |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("\n| estimator | normalised abs. error | Spearman | regret@1 | regret@5 | mean ESS/n | MC value inside the 95% CI |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for est, m in metrics.items():
         if m is None:
-            print(f"| {est} | — | — | — | — | — |")
+            print(f"| {est} | — | — | — | — | — | — |")
         else:
             print(f"| {est} | {m['nae']:.3f} | {m['spearman']:.2f} | {m['regret@1']:.3f} | {m['regret@5']:.3f} | "
-                  f"{m['mean_ess_fraction']:.3f} |")
+                  f"{m['mean_ess_fraction']:.3f} | {m['coverage']:.0%} |")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1, default=float))
