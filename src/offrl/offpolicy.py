@@ -211,21 +211,34 @@ def _fmt(x, digits: int = 2) -> str:
 
 
 def print_table(rows: list[dict], facts: dict, title: str) -> None:
+    """The estimates as a rich table; the estimators left out are listed once per reason below it."""
     from rich.console import Console
     from rich.table import Table
 
+    shown = [r for r in rows if r.get("value") is not None]
     table = Table(title=title)
-    for col in ("run", "estimator", "value", f"{int(100 * rows[0].get('confidence', 0.95) if rows else 95)}% CI", "ESS",
-                "clipped", "note"):
-        table.add_column(col, justify="right" if col in ("value", "ESS", "clipped") else "left")
+    level = int(round(100 * (shown[0]["confidence"] if shown else 0.95)))
+    for col in ("rank", "run", "estimator", "value", f"{level}% CI", "ESS / episodes", "clipped weights"):
+        if col == "rank" and not any("rank" in r for r in shown):
+            continue
+        table.add_column(col, justify="left" if col in ("run", "estimator") else "right")
+    for r in shown:
+        ess = "" if r.get("ess") is None else f"{r['ess']:.1f} / {r['episodes']}"
+        clipped = "" if r.get("max_weight") is None else f"{r['weights_clipped']} / {r['weights_total']}"
+        cells = [str(r["run"]), r["estimator"], _fmt(r["value"]), f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", ess, clipped]
+        table.add_row(*([str(r["rank"])] if "rank" in r else []) + cells)
+    console = Console()
+    console.print(table)
+    left_out: dict[str, dict[str, list[str]]] = {}
     for r in rows:
-        ci = "—" if r.get("value") is None else f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
-        ess = "" if r.get("ess") is None else f"{r['ess']:.1f}/{r['episodes']}"
-        clipped = "" if r.get("max_weight") is None else f"{r['weights_clipped']}/{r['weights_total']}"
-        table.add_row(str(r["run"]), r["estimator"], _fmt(r.get("value")), ci, ess, clipped, (r.get("note") or "")[:90])
-    Console().print(table)
-    print(f"{facts['dataset']}: {facts['episodes']} episodes, discount {facts['discount']}, behaviour log-probs: "
-          f"{facts['behaviour'] or 'not needed'}")
+        if r.get("value") is None:
+            runs = left_out.setdefault(r["note"], {})
+            runs.setdefault(r["estimator"], []).append(str(r["run"]))
+    for note, by_est in left_out.items():
+        runs = sorted({run for rs in by_est.values() for run in rs})
+        console.print(f"left out {', '.join(by_est)} for {', '.join(runs)}: {note}", highlight=False)
+    console.print(f"{facts['dataset']}: {facts['episodes']} episodes, discount {facts['discount']}, behaviour log-probs: "
+                  f"{facts['behaviour'] or 'not needed'}", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> int:
