@@ -230,10 +230,12 @@ def test_offrl_ope_end_to_end_on_a_small_builtin_dataset_and_a_tiny_run(tmp_path
     monkeypatch.setattr(discrete, "discrete_reference_scores", lambda task: dict.fromkeys(
         ("ref_min_score", "ref_max_score", "ref_min_score_std", "ref_max_score_std"), 1.0))
     data = discrete.generate_discrete("cartpole", "mixed", size=600)
-    # exact: (1 - eps) + eps / 2 where the logged action is the controller's, eps / 2 where it is not
+    # exact: (1 - eps) + eps / 2 where the logged action is the controller's, eps / 2 where it is not, with the
+    # epsilon of the episode's behaviour: 1 (random), 0.4 (medium), 0.05 (expert)
     greedy = discrete.TASKS["cartpole"].controller(np.asarray(data.observations)) == np.asarray(data.actions)
-    probs = np.exp(data.behaviour_log_probs)
-    assert (probs[greedy] > 0.5).all() and (probs[~greedy] < 0.5).all() and np.isfinite(data.behaviour_log_probs).all()
+    probs = np.exp(data.behaviour_log_probs.astype(np.float64))
+    np.testing.assert_allclose(np.sort(np.unique(probs[greedy].round(6))), [0.5, 0.8, 0.975], atol=1e-6)
+    np.testing.assert_allclose(np.sort(np.unique(probs[~greedy].round(6))), [0.025, 0.2, 0.5], atol=1e-6)
     path = tmp_path / "cartpole.npz"
     data.save_npz(path)
     runs = []
