@@ -286,3 +286,31 @@ def test_behaviour_log_probs_travel_in_files_and_a_dataset_without_them_keeps_it
     bad[4] = np.nan
     with pytest.raises(DatasetError, match="behaviour_log_probs.*NaN or \\+inf"):
         Dataset.from_arrays(**{**arrays, "behaviour_log_probs": bad}, info=with_lp.info)
+
+
+def test_continuous_actions_importance_weights_in_env_units_and_fqe_on_a_one_step_problem():
+    """One-step episodes, a ~ U[-2, 2] (density 1/4, stored), r = -(a - 1)^2; pi = N(1, 0.2^2) in env units
+    (N(0.5, 0.1^2) in the unit box): V = -E[(a - 1)^2] = -0.04. IS needs the unit-box density divided by 2."""
+    from offrl.ope.policy import log_prob, smoothed
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    obs = rng.normal(size=(n, 2)).astype(np.float32)
+    actions = rng.uniform(-2.0, 2.0, size=(n, 1)).astype(np.float32)
+    data = Dataset.from_arrays(observations=obs, actions=actions, rewards=-(actions[:, 0] - 1.0) ** 2, next_observations=obs,
+                               terminals=np.ones(n), behaviour_log_probs=np.full(n, np.log(0.25)),
+                               info=DatasetInfo(name="one-step", action_low=(-2.0,), action_high=(2.0,)))
+    det = Policy("deterministic", lambda o: jnp.full((o.shape[0], 1), 0.5), 2, action_scale=np.array([2.0], np.float32),
+                 action_offset=np.zeros(1, np.float32), name="constant")
+    policy = smoothed(det, 0.1)
+    lp = np.asarray(log_prob(policy, jnp.asarray(obs[:3]), jnp.asarray([[1.0], [1.2], [0.0]])))
+    sd = 0.2  # env units
+    np.testing.assert_allclose(lp, -0.5 * (np.array([0.0, 0.2, -1.0]) / sd) ** 2 - np.log(sd * np.sqrt(2 * np.pi)), rtol=1e-5)
+    episodes = episodes_of(data)
+    weights = importance_weights(episodes, log_ratios(batched_log_prob(policy, obs, actions), data.behaviour_log_probs))
+    assert importance_sampling(episodes, weights, 0.99, "wis", num_bootstrap=0).value == pytest.approx(-0.04, abs=0.01)
+    assert importance_sampling(episodes, weights, 0.99, "is", num_bootstrap=0).value == pytest.approx(-0.04, abs=0.02)
+    model = fit_fqe(data, det, FQEConfig(hidden_dims=(32, 32), steps=1500, chunk=1500, learning_rate=3e-3))
+    # the deterministic action 1.0 has Q = 0; the terminal transitions make Q = r exactly
+    assert fqe_estimate(episodes, model, data, num_bootstrap=0).value == pytest.approx(0.0, abs=0.1)
+    assert model.q(obs[:1], np.array([[-1.0]]))[0] == pytest.approx(-4.0, abs=0.3)
