@@ -256,6 +256,7 @@ def test_offrl_ope_end_to_end_on_a_small_builtin_dataset_and_a_tiny_run(tmp_path
     assert cli.main(["ope", "select", *runs, *common, "--out", str(tmp_path / "sel"), "--by", "wis"]) == 0
     ranked = json.loads((tmp_path / "sel" / "select.json").read_text())["rows"]
     assert [r["rank"] for r in ranked] == [1, 2] and ranked[0]["value"] >= ranked[1]["value"]
+    assert (tmp_path / "sel" / "select.csv").read_text().startswith("rank,run,algo,policy,estimator,value")
 
 
 def test_behaviour_log_probs_travel_in_files_and_a_dataset_without_them_keeps_its_checksum(tmp_path):

@@ -198,7 +198,8 @@ def write_results(out: str, rows: list[dict], facts: dict, name: str = "ope") ->
     js = folder / f"{name}.json"
     atomic_write_bytes(js, json.dumps({**facts, "rows": rows}, indent=2, default=float).encode())
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    columns = (("rank",) if any("rank" in r for r in rows) else ()) + CSV_COLUMNS
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     path = folder / f"{name}.csv"
