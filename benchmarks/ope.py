@@ -139,6 +139,7 @@ def main() -> int:
     args = ap.parse_args()
     log = lambda m: print(m, file=sys.stderr, flush=True)
     t0 = time.time()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()  # at start
     if args.size:
         from offrl.data import Dataset
         from offrl.data.registry import make_dataset, offrl_home
@@ -180,7 +181,6 @@ def main() -> int:
                         "mean_ess_fraction": float(np.mean([r["estimates"][est].get("ess_fraction", np.nan) for r in rows])),
                         "coverage": float(np.mean([r["estimates"][est]["ci_low"] <= r["mc_value"] <= r["estimates"][est]["ci_high"]
                                                    for r in rows]))}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     result = {"dataset": dataset.info.name, "transitions": len(dataset), "episodes": episodes.num_episodes,
               "behaviour": behaviour.source, "behaviour_nll": behaviour.nll, "discount": args.discount,
               "fqe_steps": args.fqe_steps, "fqe_hidden_dims": args.fqe_hidden_dims, "agent_steps": args.agent_steps, "mc_episodes": args.mc_episodes,
