@@ -1,7 +1,7 @@
 """How good is each off-policy estimator on offrl's own data? (in the spirit of Fu et al. 2021, "Benchmarks for
 Deep Off-Policy Evaluation")
 
-    python benchmarks/ope.py DATASET [--size N] [--agent-steps N] [--fqe-steps N] [--mc-episodes N] [--out FILE.json]
+    python benchmarks/ope.py DATASET [--size N] [--agent-steps N] [--fqe-steps N] [--mc-episodes N] [--max-weight C] [--out FILE.json]
 
 A set of evaluation policies of known value is scored by every estimator of ``offrl.ope`` from the logged
 DATASET, and each estimator is judged over the set against the policies' Monte-Carlo values (``--mc-episodes``
@@ -135,6 +135,7 @@ def main() -> int:
     ap.add_argument("--discount", type=float, default=0.99)
     ap.add_argument("--estimators", default="is,wis,pdis,wpdis,dr,wdr,fqe")
     ap.add_argument("--mb-max-epochs", type=int, default=20)
+    ap.add_argument("--max-weight", type=float, default=None, help="clip the per-decision importance weights")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     log = lambda m: print(m, file=sys.stderr, flush=True)
@@ -155,7 +156,7 @@ def main() -> int:
     task_key = args.dataset.split("-")[0]
     policies = zoo_policies(env_id) if task_key == "pendulum" else discrete_policies(dataset, task_key, args.agent_steps, log)
     estimators = tuple(args.estimators.split(","))
-    config = OPEConfig(discount=args.discount)
+    config = OPEConfig(discount=args.discount, max_weight=args.max_weight)
     fqe = FQEConfig(discount=args.discount, steps=args.fqe_steps, hidden_dims=tuple(args.fqe_hidden_dims), chunk=args.fqe_steps)
     model = ModelBasedConfig(discount=args.discount, max_epochs=args.mb_max_epochs)
     behaviour = behaviour_log_probs(dataset, ProxyConfig(steps=args.proxy_steps), log)
@@ -183,7 +184,7 @@ def main() -> int:
                                                    for r in rows]))}
     result = {"dataset": dataset.info.name, "transitions": len(dataset), "episodes": episodes.num_episodes,
               "behaviour": behaviour.source, "behaviour_nll": behaviour.nll, "discount": args.discount,
-              "fqe_steps": args.fqe_steps, "fqe_hidden_dims": args.fqe_hidden_dims, "agent_steps": args.agent_steps, "mc_episodes": args.mc_episodes,
+              "fqe_steps": args.fqe_steps, "fqe_hidden_dims": args.fqe_hidden_dims, "agent_steps": args.agent_steps, "mc_episodes": args.mc_episodes, "max_weight": args.max_weight,
               "commit": commit, "seconds": time.time() - t0, "policies": rows, "metrics": metrics,
               "command": " ".join(sys.argv)}
     print(f"\n{dataset.info.name} ({len(dataset)} transitions, {episodes.num_episodes} episodes, behaviour "
