@@ -14,9 +14,11 @@ Evaluation policies:
   epsilon in 0.05, 0.2, 0.4, 0.6, 0.8, 1.0 (exact densities), and offrl agents trained on DATASET for
   ``--agent-steps`` updates (bc_discrete, dqn_offline, cql_discrete, iql_discrete), evaluated as their
   sampled (softmax) policy;
-* ``pendulum-*``: the zoo's Pendulum-v1 snapshot series, medium and expert (tanh-Gaussian SAC policies,
-  sampled), for IS/DR; the behaviour is the dataset's stored log-probs when it has them (pendulum-random),
-  else the fitted proxy.
+* continuous datasets of an env with a zoo (``pendulum-*``, ``hopper-*``, ...): the zoo's snapshot series,
+  medium and expert (tanh-Gaussian SAC policies, sampled); the behaviour is the dataset's stored log-probs when
+  it has them (pendulum-random), else the fitted proxy.
+
+DATASET is a built-in name or a file; ``--episodes N`` keeps its first N episodes.
 
 Writes the JSON (every policy's MC value and estimates with intervals, the metrics) and prints the table.
 """
@@ -93,9 +95,12 @@ def discrete_policies(dataset, task_key: str, agent_steps: int, log) -> list[tup
     return out
 
 
-def zoo_policies(env_id: str) -> list[tuple[str, Policy, callable]]:
+def zoo_policies(dataset) -> list[tuple[str, Policy, callable]]:
     from offrl.envs.policies import load_zoo_policy, zoo_series
 
+    env_id = dataset.info.env_id
+    low, high = np.asarray(dataset.info.action_low, np.float32), np.asarray(dataset.info.action_high, np.float32)
+    scale, offset = (high - low) / 2.0, (high + low) / 2.0
     out = []
     for role in [*zoo_series(env_id), "medium", "expert"]:
         zp = load_zoo_policy(env_id, role)
@@ -110,10 +115,9 @@ def zoo_policies(env_id: str) -> list[tuple[str, Policy, callable]]:
             mean, log_std = jnp.split(x, 2, axis=-1)
             return mean, jnp.clip(log_std, -20.0, 2.0)
 
-        low, high = -2.0, 2.0  # Pendulum-v1's torque bounds (the zoo policies act in the unit box)
-        policy = Policy("tanh_gaussian", outputs, zp.obs_dim, action_scale=np.full(zp.action_dim, (high - low) / 2, np.float32),
-                        action_offset=np.zeros(zp.action_dim, np.float32), name=role)
-        out.append((role, policy, lambda o, rng, zp=zp: zp.act(o, rng) * 2.0))
+        # the zoo policies act in the unit box; the dataset's bounds map it to env units
+        policy = Policy("tanh_gaussian", outputs, zp.obs_dim, action_scale=scale, action_offset=offset, name=role)
+        out.append((role, policy, lambda o, rng, zp=zp: offset + scale * zp.act(o, rng)))
     return out
 
 
@@ -127,6 +131,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dataset")
     ap.add_argument("--size", type=int, default=None, help="transitions (default: the built-in size)")
+    ap.add_argument("--episodes", type=int, default=None, help="keep only the first N episodes of the data")
     ap.add_argument("--agent-steps", type=int, default=3000)
     ap.add_argument("--fqe-steps", type=int, default=4000)
     ap.add_argument("--fqe-hidden-dims", type=int, nargs="+", default=[128, 128])
@@ -153,8 +158,11 @@ def main() -> int:
         dataset = load_dataset(args.dataset)
     episodes = episodes_of(dataset)
     env_id = dataset.info.env_id
-    task_key = args.dataset.split("-")[0]
-    policies = zoo_policies(env_id) if task_key == "pendulum" else discrete_policies(dataset, task_key, args.agent_steps, log)
+    task_key = Path(args.dataset).stem.split("-")[0]
+    if args.episodes:
+        dataset = dataset.select_episodes(np.arange(min(args.episodes, dataset.num_episodes)))
+        episodes = episodes_of(dataset)
+    policies = zoo_policies(dataset) if not dataset.is_discrete else discrete_policies(dataset, task_key, args.agent_steps, log)
     estimators = tuple(args.estimators.split(","))
     config = OPEConfig(discount=args.discount, max_weight=args.max_weight)
     fqe = FQEConfig(discount=args.discount, steps=args.fqe_steps, hidden_dims=tuple(args.fqe_hidden_dims), chunk=args.fqe_steps)
