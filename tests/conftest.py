@@ -79,6 +79,34 @@ def make_discrete_dataset(n: int = 600, obs_dim: int = 3, num_actions: int = 3, 
                                terminals=terminals, timeouts=timeouts, info=info)
 
 
+def make_trajectory_dataset(episodes: int = 20, length: int = 5, num_states: int = 3, num_actions: int = 2, seed: int = 0,
+                            log_probs: bool = True, **info_kwargs):
+    """Episodes of a small random MDP with one-hot observations, logged by the uniform policy: real trajectories
+    (``next_observations[t] == observations[t + 1]`` inside an episode), cut by timeouts, with the exact
+    ``behaviour_log_probs`` (log 1/K) unless ``log_probs=False``."""
+    from offrl.data import Dataset, DatasetInfo
+
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.ones(num_states), size=(num_states, num_actions))
+    r = rng.normal(size=(num_states, num_actions))
+    eye = np.eye(num_states, dtype=np.float32)
+    states, actions, next_states, rewards = [], [], [], []
+    for _ in range(episodes):
+        s = rng.integers(num_states)
+        for _ in range(length):
+            a = rng.integers(num_actions)
+            s2 = rng.choice(num_states, p=p[s, a])
+            states.append(s), actions.append(a), next_states.append(s2), rewards.append(r[s, a] + 0.1 * rng.normal())
+            s = s2
+    n = len(states)
+    timeouts = np.zeros(n, np.float32)
+    timeouts[length - 1 :: length] = 1
+    info = DatasetInfo(name=info_kwargs.pop("name", "trajectories"), num_actions=num_actions, **info_kwargs)
+    return Dataset.from_arrays(observations=eye[states], actions=np.array(actions), rewards=np.array(rewards),
+                               next_observations=eye[next_states], terminals=np.zeros(n), timeouts=timeouts, info=info,
+                               behaviour_log_probs=np.full(n, -np.log(num_actions)) if log_probs else None)
+
+
 def load_benchmark_script(name: str):
     """``benchmarks/NAME.py`` imported as a module (the scripts are not a package)."""
     import importlib.util

@@ -15,7 +15,7 @@ import pytest
 
 from offrl import cli
 
-from conftest import make_dataset
+from conftest import make_dataset, make_trajectory_dataset
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,33 @@ def files(tmp_path_factory):
     path = root / "small.npz"
     make_dataset(n=200, act_dim=1).save_npz(path)
     (root / "not-a-run").mkdir()
-    return {"dataset": str(path), "not_a_run": str(root / "not-a-run"), "missing": str(root / "missing")}
+    out = {"dataset": str(path), "not_a_run": str(root / "not-a-run"), "missing": str(root / "missing")}
+    return {**out, **_ope_files(root)}
+
+
+def _ope_files(root):
+    """For `offrl ope`: a run trained for 2 updates on small discrete trajectories, and datasets that do not fit it."""
+    import numpy as np
+
+    from offrl.algos import get_algo
+    from offrl.data import Dataset
+    from offrl.train import fit
+
+    from conftest import small_config
+
+    good = make_trajectory_dataset()
+    good.save_npz(root / "ope.npz")
+    fit(small_config(get_algo("bc_discrete"), hidden_dims=(8,)), good, steps=2, chunk=2, run_dir=root / "ope-run",
+        progress=False, plot=False)
+    arrays = good.stored_arrays()
+    zero = arrays["behaviour_log_probs"].copy()
+    zero[7] = -np.inf
+    Dataset.from_arrays(**{**arrays, "behaviour_log_probs": zero}, info=good.info).save_npz(root / "ope-zero.npz")
+    make_trajectory_dataset(episodes=1, length=10).save_npz(root / "ope-flat.npz")
+    make_trajectory_dataset(log_probs=False).save_npz(root / "ope-nolp.npz")
+    make_trajectory_dataset(num_states=4).save_npz(root / "ope-wide.npz")
+    return {"ope_run": str(root / "ope-run"), **{f"ope_{k}": str(root / f"ope-{k}.npz") for k in ("zero", "flat", "nolp", "wide")},
+            "ope_data": str(root / "ope.npz")}
 
 
 WRONG = [  # (argv with {placeholders}, text the one line must hold)
@@ -82,6 +108,14 @@ WRONG = [  # (argv with {placeholders}, text the one line must hold)
     ("dynamics train pendulum-random --members 0", "members = 0 is out of range"),
     ("dynamics train pendulum-random --holdout-ratio 1.5", "holdout_ratio = 1.5 is out of range: must be in (0, 1)"),
     ("dynamics eval {missing}.npz", "does not exist"),
+    ("ope", "give at least one RUN_DIR"),
+    ("ope {not_a_run}", "no checkpoint"),
+    ("ope {ope_run} --dataset {ope_data} --estimators is,nosuch", "unknown estimator(s) nosuch"),
+    ("ope select {ope_run} --dataset {ope_data} --by is,wis", "--by takes one estimator"),
+    ("ope {ope_run} --dataset {ope_flat} --estimators is", "needs episode boundaries"),
+    ("ope {ope_run} --dataset {ope_zero} --estimators is", "gives probability zero (log-prob -inf) to 1 logged action"),
+    ("ope {ope_run} --dataset {ope_wide} --estimators fqe", "comes from another observation space"),
+    ("ope {ope_run} --dataset {ope_nolp} --estimators is --behaviour data", "stores no behaviour_log_probs"),
     ("frobnicate", "unknown command 'frobnicate'"),
 ]
 

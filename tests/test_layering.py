@@ -150,3 +150,9 @@ def test_import_offrl_data_alone_resolves_builtin_names(tmp_path):
     env = {"OFFRL_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(SRC.parent)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_ope_sits_below_the_algorithms_and_the_cli():
+    graph = import_graph()
+    above = {"algos", "train", "agent", "cli", "offpolicy", "evaluate", "datasets"}
+    assert not graph["ope"] & above, f"offrl.ope imports {sorted(graph['ope'] & above)}"

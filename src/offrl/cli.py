@@ -10,6 +10,7 @@
     offrl finetune RUN_DIR [--env ENV] [--steps N] [--offline-ratio R | --symmetric]
     offrl bench SUITE [--algos A,B] [--seeds N] [--steps N] [--datasets D1,D2] [--peer NAME] [--html] [--redraw]
     offrl data list | make NAME [--seed S] [--size N] | info NAME_OR_PATH | plot NAME_OR_PATH [--out PNG]
+    offrl ope RUN_DIR [RUN_DIR ...] [--dataset NAME] [--estimators is,wis,pdis,wpdis,dr,wdr,fqe,mb] | select RUN_DIR ... [--by fqe]
     offrl dynamics train DATASET [--out PATH] [--max-epochs N] [--max-minutes M] | eval DATASET [--dynamics PATH]
 
 Options of ``train`` come from typed dataclasses through tyro, so ``offrl train iql --help`` lists
@@ -41,6 +42,7 @@ COMMANDS = {
     "finetune": "continue an offline agent online, mixing its dataset with new data (`offrl finetune RUN_DIR --steps N`)",
     "bench": "train algorithms on a benchmark suite, write a score table (`offrl bench SUITE --algos A,B`)",
     "data": "datasets: `offrl data list | make NAME | info NAME | plot NAME`",
+    "ope": "off-policy evaluation of runs on a dataset (IS, DR, FQE, model-based): `offrl ope RUN_DIR ... --dataset NAME` | `select RUN_DIR ...`",
     "dynamics": "model-based RL's dynamics ensemble: `offrl dynamics train DATASET` (cached by the dataset's checksum) | `eval DATASET`",
 }
 
@@ -468,6 +470,12 @@ def cmd_bench(argv: list[str]) -> int:
     return bench_main(argv)
 
 
+def cmd_ope(argv: list[str]) -> int:
+    from offrl.offpolicy import main as ope_main
+
+    return ope_main(argv)
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exception types that mean a user's mistake (one line, exit 2); everything else is a bug."""
     from offrl.algos.registry import UnknownAlgorithmError
@@ -478,11 +486,12 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from offrl.dynamics import DynamicsError, TerminationError
     from offrl.envs.policies import ZooError
     from offrl.export import ExportError
+    from offrl.ope import OPEError
     from offrl.train import TrainingDivergedError
 
     return (UsageError, ConfigError, UnknownAlgorithmError, CheckpointError, DatasetError, UnknownEnvError, ZooError,
             FileNotFoundError, NotADirectoryError, IsADirectoryError, TrainingDivergedError, ExportError,
-            DynamicsError, TerminationError)
+            DynamicsError, TerminationError, OPEError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -495,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     handlers = {"train": cmd_train, "eval": cmd_eval, "algos": cmd_algos, "data": cmd_data, "zoo": cmd_zoo, "bench": cmd_bench, "report": cmd_report,
-                "finetune": cmd_finetune, "export": cmd_export, "dynamics": cmd_dynamics}
+                "finetune": cmd_finetune, "export": cmd_export, "dynamics": cmd_dynamics,
+                "ope": cmd_ope}
     try:
         if command not in handlers:
             raise UsageError(f"unknown command {command!r}; valid commands: {', '.join(handlers)}")

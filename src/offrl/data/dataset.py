@@ -30,7 +30,7 @@ __all__ = ["Dataset", "DatasetError", "DatasetInfo"]
 #: Array keys every dataset file must hold.
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")
 #: Array keys a dataset file may hold.
-OPTIONAL_KEYS = ("timeouts", "next_observations")
+OPTIONAL_KEYS = ("timeouts", "next_observations", "behaviour_log_probs")
 #: Attribute (HDF5) / array (npz) holding the JSON-encoded `DatasetInfo`.
 INFO_KEY = "offrl_info"
 #: Tolerance on action bounds before an out-of-bounds action is an error (it is then clipped).
@@ -362,7 +362,11 @@ class Dataset:
     ``actions`` (N, act_dim) in env units, ``rewards`` / ``terminals`` / ``timeouts`` (N,).
     Discrete datasets (``info.num_actions = K``) hold ``actions`` as int32 indices of shape (N,).
     An episode ends at every index where ``terminals or timeouts``; the last transition always
-    ends an episode.
+    ends an episode. ``behaviour_log_probs`` (N,) float32, optional (``None`` when unknown): the
+    log-probability (discrete actions) or log-density in env units (continuous actions) of each
+    logged action under the policy that chose it, written by generators that know their behaviour
+    policy and read by off-policy evaluation (:mod:`offrl.ope`); ``-inf`` marks an action the
+    behaviour policy could not take (off-policy evaluation refuses it).
     """
 
     observations: np.ndarray
@@ -372,6 +376,7 @@ class Dataset:
     terminals: np.ndarray
     timeouts: np.ndarray
     info: DatasetInfo = field(default_factory=DatasetInfo)
+    behaviour_log_probs: np.ndarray | None = None
 
     # -- construction ------------------------------------------------------------------------
 
@@ -385,6 +390,7 @@ class Dataset:
         timeouts: Any = None,
         next_observations: Any = None,
         info: DatasetInfo | None = None,
+        behaviour_log_probs: Any = None,
     ) -> Dataset:
         """Validate raw arrays and build a dataset (arrays are copied to read-only float32).
 
@@ -397,6 +403,8 @@ class Dataset:
         Actions outside ``info.action_low/high`` by at most 1e-4 are clipped; further outside
         is an error. With ``info.num_actions = K`` the actions are discrete: indices of shape
         (N,) or (N, 1), whole numbers in ``[0, K)`` (an int or float array), stored as int32 (N,).
+        ``behaviour_log_probs`` (optional, (N,) or (N, 1)): the behaviour policy's log-probability
+        of each logged action; NaN and +inf are errors, -inf (probability zero) is kept.
         """
         info = DatasetInfo() if info is None else info
         if not isinstance(info, DatasetInfo):
@@ -412,6 +420,8 @@ class Dataset:
             arrays["timeouts"] = _as_numeric(timeouts, "timeouts")
         if next_observations is not None:
             arrays["next_observations"] = _as_numeric(next_observations, "next_observations")
+        if behaviour_log_probs is not None:
+            arrays["behaviour_log_probs"] = _as_numeric(behaviour_log_probs, "behaviour_log_probs")
 
         obs = arrays["observations"]
         if obs.ndim >= 1 and obs.shape[0] == 0:
@@ -424,7 +434,7 @@ class Dataset:
                     arrays[name] = _check_discrete_shape(arrays[name], num_actions)
                     continue
                 arrays[name] = _check_matrix(arrays[name], name)
-        for name in ("rewards", "terminals", "timeouts"):
+        for name in ("rewards", "terminals", "timeouts", "behaviour_log_probs"):
             if name in arrays:
                 arrays[name] = _check_vector(arrays[name], name)
 
@@ -460,11 +470,21 @@ class Dataset:
         if terminals[-1] == 0 and timeouts[-1] == 0:
             timeouts[-1] = 1.0  # the arrays end mid-episode: a time-limit style cut
 
+        log_probs = arrays.get("behaviour_log_probs")
+        if log_probs is not None:
+            log_probs = np.asarray(log_probs, dtype=np.float64)
+            bad = np.isnan(log_probs) | (log_probs == np.inf)
+            if bad.any():
+                raise _error("behaviour_log_probs", f"{int(bad.sum())} values are NaN or +inf (first at row "
+                             f"{int(np.argmax(bad))})", "store log pi_beta(a|s) of every logged action "
+                             "(finite, or -inf where its probability is zero), or leave the array out")
         obs = arrays["observations"]
         actions, rewards = arrays["actions"], arrays["rewards"]
         next_obs = arrays.get("next_observations")
         if next_obs is None:
             keep, next_obs, timeouts = _derive_next_observations(obs, terminals, timeouts)
+            if log_probs is not None:
+                log_probs = log_probs[keep]
             obs, actions = obs[keep], actions[keep]
             rewards, terminals = rewards[keep], terminals[keep]
             if len(obs) == 0:
@@ -481,7 +501,10 @@ class Dataset:
             arr = np.array(arr, dtype=dtype, order="C")  # a private copy, never the input
             arr.flags.writeable = False
             out[name] = arr
-        return cls(**out, info=info)
+        if log_probs is not None:
+            log_probs = np.array(log_probs, dtype=np.float32, order="C")
+            log_probs.flags.writeable = False
+        return cls(**out, info=info, behaviour_log_probs=log_probs)
 
     # -- derived quantities ------------------------------------------------------------------
 
@@ -599,7 +622,7 @@ class Dataset:
         if not mask.any():
             raise _error("episodes", "selects no episode", "select at least one episode")
         keep = mask[self.episode_id]
-        arrays = {name: arr[keep] for name, arr in self.arrays().items()}
+        arrays = {name: arr[keep] for name, arr in self.stored_arrays().items()}
         return Dataset.from_arrays(**arrays, info=self.info)
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -607,6 +630,13 @@ class Dataset:
         return {name: getattr(self, name) for name in
                 ("observations", "actions", "rewards", "next_observations", "terminals",
                  "timeouts")}
+
+    def stored_arrays(self) -> dict[str, np.ndarray]:
+        """The six arrays plus ``behaviour_log_probs`` when the dataset has it: what the files hold."""
+        out = self.arrays()
+        if self.behaviour_log_probs is not None:
+            out["behaviour_log_probs"] = self.behaviour_log_probs
+        return out
 
     # -- files -------------------------------------------------------------------------------
 
@@ -682,7 +712,7 @@ class Dataset:
 
         def write(f: BinaryIO) -> None:
             with h5py.File(f, "w") as h5:
-                for name, arr in self.arrays().items():
+                for name, arr in self.stored_arrays().items():
                     if name in ("terminals", "timeouts"):
                         arr = arr > 0  # D4RL stores the flags as booleans
                     h5.create_dataset(name, data=arr)
@@ -698,7 +728,7 @@ class Dataset:
         """Atomically write an uncompressed ``.npz`` (info as a JSON string array)."""
 
         def write(f: BinaryIO) -> None:
-            np.savez(f, **self.arrays(), **{INFO_KEY: np.array(json.dumps(self.info.to_dict())),
+            np.savez(f, **self.stored_arrays(), **{INFO_KEY: np.array(json.dumps(self.info.to_dict())),
                                             CHECKSUM_KEY: np.array(array_checksum(self))})
 
         return _atomic_write(path, write)

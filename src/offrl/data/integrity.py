@@ -35,6 +35,8 @@ __all__ = ["ARRAY_ORDER", "CHECKSUM_KEY", "array_checksum", "read_checksum", "re
 CHECKSUM_KEY = "offrl_sha256"
 #: The arrays hashed, in this order.
 ARRAY_ORDER = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
+#: Arrays hashed after :data:`ARRAY_ORDER` only when the dataset holds them.
+OPTIONAL_ARRAYS = ("behaviour_log_probs",)
 _DOMAIN = b"offrl-dataset-arrays-v1\0"
 
 
@@ -42,14 +44,19 @@ def array_checksum(dataset: Any) -> str:
     """Hex sha256 of the arrays of ``dataset`` (a ``Dataset`` or a mapping name -> array).
 
     Every array is hashed in :data:`ARRAY_ORDER` as ``name|dtype|shape`` followed by its bytes
-    (C order, little-endian), so a changed value, shape or dtype changes the checksum.
+    (C order, little-endian), so a changed value, shape or dtype changes the checksum. The
+    optional ``behaviour_log_probs`` array is hashed after them when present (a dataset without it
+    keeps the checksum it had before the array existed).
     """
-    arrays = dataset.arrays() if hasattr(dataset, "arrays") else dataset
+    if hasattr(dataset, "stored_arrays"):
+        arrays = dataset.stored_arrays()
+    else:
+        arrays = dataset.arrays() if hasattr(dataset, "arrays") else dataset
     if not isinstance(arrays, Mapping):
         raise TypeError(f"array_checksum needs a Dataset or a mapping of arrays, got "
                         f"{type(dataset).__name__}")
     h = hashlib.sha256(_DOMAIN)
-    for name in ARRAY_ORDER:
+    for name in ARRAY_ORDER + tuple(k for k in OPTIONAL_ARRAYS if k in arrays):
         arr = np.asarray(arrays[name])
         arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
         h.update(f"{name}|{arr.dtype.str}|{arr.shape}\0".encode())

@@ -18,6 +18,10 @@ independent of the dataset seed, through :func:`offrl.evaluate.evaluate`: ``ref_
 the mean return of the uniform-random policy and ``ref_max_score`` that of the noise-free
 controller, each over 100 episodes with reset seeds 0..99.
 
+``pendulum-random`` stores the exact ``behaviour_log_probs`` (the uniform density, log 1/4 per step)
+for off-policy evaluation; the controller-based behaviours clip their Gaussian noise at the bounds, so
+their actions have no plain density and off-policy evaluation fits a behaviour proxy instead.
+
 Generation is deterministic: the same name, seed and size give identical arrays.
 """
 
@@ -230,8 +234,17 @@ def generate_pendulum(
         next_observations=arrays["next"].astype(np.float32),
         terminals=arrays["term"].astype(np.float32),
         timeouts=arrays["tout"].astype(np.float32),
+        behaviour_log_probs=_behaviour_log_probs(kinds, len(arrays["rew"]), low, high),
         info=info,
     )
+
+
+def _behaviour_log_probs(kinds: list[str], n: int, low: np.ndarray, high: np.ndarray) -> np.ndarray | None:
+    """Exact log pi_beta(a|s) when every episode is uniform random (the density 1 / (high - low)); None otherwise,
+    since the controller's Gaussian noise is clipped to the bounds (a point mass at each bound, no plain density)."""
+    if set(kinds) != {"random"}:
+        return None
+    return np.full(n, -float(np.sum(np.log(high - low))), np.float32)
 
 
 def _maker(name: str, mix: dict[str, float], default_size: int, description: str) -> Callable[..., Dataset]:

@@ -18,6 +18,10 @@ Scripted controllers (vectorised numpy, :func:`offrl.envs.discrete.controller_ac
 * LunarLander: gymnasium's ``lunar_lander.heuristic`` (discrete branch), vectorised; the tests
   check that it gives the same action as gymnasium's function.
 
+Each transition stores the exact log-probability of its action under the behaviour that chose it
+(``behaviour_log_probs``: ``log((1 - eps) 1[a = controller(s)] + eps / K)`` with the epsilon of the
+episode's behaviour), for off-policy evaluation.
+
 Episodes end as the env says: ``terminals`` where the env terminates (pole falls, goal reached,
 crash or landing), ``timeouts`` at its time limit, and at the one episode per behaviour that the
 size limit cuts. ``next_observations`` are the real successors.
@@ -112,7 +116,14 @@ def discrete_reference_scores(task_key: str) -> dict[str, float]:
 # Generation
 # ---------------------------------------------------------------------------------------------
 
-_KEYS = ("obs", "act", "rew", "next", "term", "tout")
+_KEYS = ("obs", "act", "rew", "next", "term", "tout", "logp")
+
+
+def behaviour_log_probs(task: Task, obs: np.ndarray, actions: np.ndarray, epsilon: float) -> np.ndarray:
+    """log pi_beta(a|s) of the epsilon-greedy controller: (1 - eps) 1[a = controller(s)] + eps / K."""
+    greedy = np.asarray(task.controller(obs)) == np.asarray(actions)
+    with np.errstate(divide="ignore"):  # eps = 0 and a non-greedy action: probability zero, -inf
+        return np.log(np.where(greedy, 1.0 - epsilon, 0.0) + epsilon / task.num_actions)
 
 
 def _collect(task: Task, epsilon: float, size: int, words: list[int]) -> list[dict[str, np.ndarray]]:
@@ -134,6 +145,7 @@ def _collect(task: Task, epsilon: float, size: int, words: list[int]) -> list[di
         total = 0
         while total < size:
             actions = controller_actions(task, obs, epsilon, act_rng)
+            log_probs = behaviour_log_probs(task, obs, actions, epsilon)
             for i, env in enumerate(envs):
                 o2, r, term, trunc, _ = env.step(int(actions[i]))
                 o2 = np.asarray(o2, dtype=np.float32)
@@ -144,6 +156,7 @@ def _collect(task: Task, epsilon: float, size: int, words: list[int]) -> list[di
                 rec["next"].append(o2)
                 rec["term"].append(float(term))
                 rec["tout"].append(float(trunc and not term))
+                rec["logp"].append(log_probs[i])
                 if term or trunc:
                     episodes.append({k: np.asarray(v) for k, v in rec.items()})
                     total += len(rec["rew"])
@@ -233,6 +246,7 @@ def generate_discrete(task_key: str, level: str, seed: int = 0, size: int | None
         next_observations=arrays["next"].astype(np.float32),
         terminals=arrays["term"].astype(np.float32),
         timeouts=arrays["tout"].astype(np.float32),
+        behaviour_log_probs=arrays["logp"].astype(np.float32),
         info=info,
     )
 

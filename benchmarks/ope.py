@@ -1,0 +1,221 @@
+"""How good is each off-policy estimator on offrl's own data? (in the spirit of Fu et al. 2021, "Benchmarks for
+Deep Off-Policy Evaluation")
+
+    python benchmarks/ope.py DATASET [--size N] [--agent-steps N] [--fqe-steps N] [--mc-episodes N] [--max-weight C] [--out FILE.json]
+
+A set of evaluation policies of known value is scored by every estimator of ``offrl.ope`` from the logged
+DATASET, and each estimator is judged over the set against the policies' Monte-Carlo values (``--mc-episodes``
+episodes each, discounted with the estimators' gamma, reset seeds 10_000 + i, never the data's):
+normalised absolute error, Spearman rank correlation, regret@1 and regret@5 (``offrl.ope.metrics``).
+
+Evaluation policies:
+
+* discrete datasets (``cartpole-*``, ``acrobot-*``): the task's controller with epsilon-greedy noise,
+  epsilon in 0.05, 0.2, 0.4, 0.6, 0.8, 1.0 (exact densities), and offrl agents trained on DATASET for
+  ``--agent-steps`` updates (bc_discrete, dqn_offline, cql_discrete, iql_discrete), evaluated as their
+  sampled (softmax) policy;
+* continuous datasets of an env with a zoo (``pendulum-*``, ``hopper-*``, ...): the zoo's snapshot series,
+  medium and expert (tanh-Gaussian SAC policies, sampled); the behaviour is the dataset's stored log-probs when
+  it has them (pendulum-random), else the fitted proxy.
+
+DATASET is a built-in name or a file; ``--episodes N`` keeps its first N episodes.
+
+Writes the JSON (every policy's MC value and estimates with intervals, the metrics) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from offrl.data import load_dataset
+from offrl.evaluate import evaluate
+from offrl.ope import (FQEConfig, ModelBasedConfig, OPEConfig, Policy, ProxyConfig, behaviour_log_probs, episodes_of,
+                       evaluate_policy, normalised_absolute_error, regret_at_k, spearman)
+
+EPSILONS = (0.05, 0.2, 0.4, 0.6, 0.8, 1.0)
+AGENTS = ("bc_discrete", "dqn_offline", "cql_discrete", "iql_discrete")
+
+
+def jax_controller(task_key: str):
+    """The discrete task's scripted controller in jnp (checked against the numpy one on the data)."""
+    from offrl.envs.discrete import ACROBOT_PUMP, CARTPOLE_GAINS
+
+    if task_key == "cartpole":
+        gains = jnp.asarray(CARTPOLE_GAINS, jnp.float32)
+        return lambda o: (o @ gains > 0.0).astype(jnp.int32)
+    if task_key == "acrobot":
+        return lambda o: jnp.where(o[:, 5] - ACROBOT_PUMP * o[:, 4] > 0.0, 2, 0).astype(jnp.int32)
+    raise SystemExit(f"no jnp controller for {task_key!r}: use cartpole-* or acrobot-*")
+
+
+def discrete_policies(dataset, task_key: str, agent_steps: int, log) -> list[tuple[str, Policy, callable]]:
+    """(name, Policy, numpy act(obs [B, d], rng) -> actions) of every evaluation policy."""
+    from offrl.envs.discrete import TASKS
+
+    task = TASKS[task_key]
+    k = task.num_actions
+    ctrl = jax_controller(task_key)
+    obs = np.asarray(dataset.observations)
+    assert (np.asarray(ctrl(jnp.asarray(obs))) == task.controller(obs)).all(), "jnp controller differs from numpy's"
+    out = []
+    for eps in EPSILONS:
+        probs = lambda o, eps=eps: (1.0 - eps) * jax.nn.one_hot(ctrl(o), k) + eps / k
+        policy = Policy("categorical", lambda o, probs=probs: jnp.log(probs(o)), obs.shape[1], num_actions=k,
+                        name=f"eps-greedy {eps:g}")
+
+        def act(o, rng, eps=eps):
+            greedy = task.controller(o)
+            return np.where(rng.random(len(o)) < eps, rng.integers(0, k, len(o)), greedy)
+
+        out.append((policy.name, policy, act))
+    if agent_steps:
+        from offrl.agent import load_agent
+        from offrl.algos import get_algo
+        from offrl.offpolicy import agent_policy
+        from offrl.train import fit
+
+        for name in AGENTS:
+            run = Path("runs/ope-bench") / f"{name}-{dataset.info.name}-{agent_steps}"
+            if not (run / "checkpoint.msgpack").exists():
+                log(f"training {name} for {agent_steps} updates")
+                fit(get_algo(name).config_cls(), dataset, steps=agent_steps, run_dir=run, progress=False, plot=False,
+                    evaluate_at_end=False)
+            agent = load_agent(run)
+            policy = agent_policy(agent, stochastic=True, name=f"{name} {agent_steps}")
+            out.append((policy.name, policy, lambda o, rng, agent=agent: agent.act(o, deterministic=False)))
+    return out
+
+
+def zoo_policies(dataset) -> list[tuple[str, Policy, callable]]:
+    from offrl.envs.policies import load_zoo_policy, zoo_series
+
+    env_id = dataset.info.env_id
+    low, high = np.asarray(dataset.info.action_low, np.float32), np.asarray(dataset.info.action_high, np.float32)
+    scale, offset = (high - low) / 2.0, (high + low) / 2.0
+    out = []
+    for role in [*zoo_series(env_id), "medium", "expert"]:
+        zp = load_zoo_policy(env_id, role)
+        layers = [(jnp.asarray(w, jnp.float32), jnp.asarray(b, jnp.float32)) for w, b in zp.layers]
+
+        def outputs(o, layers=layers):
+            x = o
+            for i, (w, b) in enumerate(layers):
+                x = x @ w + b
+                if i < len(layers) - 1:
+                    x = jax.nn.relu(x)
+            mean, log_std = jnp.split(x, 2, axis=-1)
+            return mean, jnp.clip(log_std, -20.0, 2.0)
+
+        # the zoo policies act in the unit box; the dataset's bounds map it to env units
+        policy = Policy("tanh_gaussian", outputs, zp.obs_dim, action_scale=scale, action_offset=offset, name=role)
+        out.append((role, policy, lambda o, rng, zp=zp: offset + scale * zp.act(o, rng)))
+    return out
+
+
+def monte_carlo(env_id: str, act, episodes: int, discount: float) -> float:
+    rng = np.random.default_rng(12345)
+    fn = lambda o: np.asarray(act(o[0], rng))[None]  # one policy: (1, E, d) -> (1, E[, A])
+    return float(evaluate(fn, env_id, episodes=episodes, seed=10_000, discount=discount)[0]["discounted_return_mean"])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dataset")
+    ap.add_argument("--size", type=int, default=None, help="transitions (default: the built-in size)")
+    ap.add_argument("--episodes", type=int, default=None, help="keep only the first N episodes of the data")
+    ap.add_argument("--agent-steps", type=int, default=3000)
+    ap.add_argument("--fqe-steps", type=int, default=4000)
+    ap.add_argument("--fqe-hidden-dims", type=int, nargs="+", default=[128, 128])
+    ap.add_argument("--proxy-steps", type=int, default=5000)
+    ap.add_argument("--mc-episodes", type=int, default=100)
+    ap.add_argument("--discount", type=float, default=0.99)
+    ap.add_argument("--estimators", default="is,wis,pdis,wpdis,dr,wdr,fqe")
+    ap.add_argument("--mb-max-epochs", type=int, default=20)
+    ap.add_argument("--max-weight", type=float, default=None, help="clip the per-decision importance weights")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    log = lambda m: print(m, file=sys.stderr, flush=True)
+    t0 = time.time()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()  # at start
+    if args.size:
+        from offrl.data import Dataset
+        from offrl.data.registry import make_dataset, offrl_home
+
+        path = offrl_home() / "ope-bench" / f"{args.dataset}-{args.size}.npz"
+        if not path.exists():
+            make_dataset(args.dataset, size=args.size, out=path)
+        dataset = Dataset.load(path)
+    else:
+        dataset = load_dataset(args.dataset)
+    episodes = episodes_of(dataset)
+    env_id = dataset.info.env_id
+    task_key = Path(args.dataset).stem.split("-")[0]
+    if args.episodes:
+        dataset = dataset.select_episodes(np.arange(min(args.episodes, dataset.num_episodes)))
+        episodes = episodes_of(dataset)
+    policies = zoo_policies(dataset) if not dataset.is_discrete else discrete_policies(dataset, task_key, args.agent_steps, log)
+    estimators = tuple(args.estimators.split(","))
+    config = OPEConfig(discount=args.discount, max_weight=args.max_weight)
+    fqe = FQEConfig(discount=args.discount, steps=args.fqe_steps, hidden_dims=tuple(args.fqe_hidden_dims), chunk=args.fqe_steps)
+    model = ModelBasedConfig(discount=args.discount, max_epochs=args.mb_max_epochs)
+    behaviour = behaviour_log_probs(dataset, ProxyConfig(steps=args.proxy_steps), log)
+    log(f"{dataset.info.name}: {len(dataset)} transitions, {episodes.num_episodes} episodes, behaviour {behaviour.source}")
+    rows = []
+    for name, policy, act in policies:
+        t = time.time()
+        mc = monte_carlo(env_id, act, args.mc_episodes, args.discount)
+        estimates, skipped = evaluate_policy(dataset, policy, estimators, config=config, behaviour=behaviour, fqe=fqe,
+                                             model=model, episodes=episodes, strict=False)
+        rows.append({"policy": name, "mc_value": mc, "estimates": {e.estimator: e.to_dict() for e in estimates},
+                     "skipped": skipped, "seconds": time.time() - t})
+        log(f"{name}: MC {mc:.2f} | " + " ".join(f"{e.estimator} {e.value:.2f}" for e in estimates) + f" ({time.time() - t:.0f} s)")
+    values = np.array([r["mc_value"] for r in rows])
+    metrics = {}
+    for est in estimators:
+        got = [r["estimates"].get(est, {}).get("value") for r in rows]
+        if any(g is None or not np.isfinite(g) for g in got):
+            metrics[est] = None
+            continue
+        metrics[est] = {"nae": normalised_absolute_error(got, values), "spearman": spearman(got, values),
+                        "regret@1": regret_at_k(got, values, 1), "regret@5": regret_at_k(got, values, 5),
+                        "mean_ess_fraction": float(np.mean([r["estimates"][est].get("ess_fraction", np.nan) for r in rows])),
+                        "coverage": float(np.mean([r["estimates"][est]["ci_low"] <= r["mc_value"] <= r["estimates"][est]["ci_high"]
+                                                   for r in rows]))}
+    result = {"dataset": dataset.info.name, "transitions": len(dataset), "episodes": episodes.num_episodes,
+              "behaviour": behaviour.source, "behaviour_nll": behaviour.nll, "discount": args.discount,
+              "fqe_steps": args.fqe_steps, "fqe_hidden_dims": args.fqe_hidden_dims, "agent_steps": args.agent_steps, "mc_episodes": args.mc_episodes, "max_weight": args.max_weight,
+              "commit": commit, "seconds": time.time() - t0, "policies": rows, "metrics": metrics,
+              "command": " ".join(sys.argv)}
+    print(f"\n{dataset.info.name} ({len(dataset)} transitions, {episodes.num_episodes} episodes, behaviour "
+          f"{behaviour.source}), {len(rows)} policies, discount {args.discount}\n")
+    print("| policy | MC value | " + " | ".join(estimators) + " |")
+    print("|---|---:|" + "---:|" * len(estimators))
+    for r in rows:
+        cells = [f"{r['estimates'][e]['value']:.1f}" if e in r["estimates"] else "—" for e in estimators]
+        print(f"| {r['policy']} | {r['mc_value']:.1f} | " + " | ".join(cells) + " |")
+    print("\n| estimator | normalised abs. error | Spearman | regret@1 | regret@5 | mean ESS/n | MC value inside the 95% CI |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for est, m in metrics.items():
+        if m is None:
+            print(f"| {est} | — | — | — | — | — | — |")
+        else:
+            print(f"| {est} | {m['nae']:.3f} | {m['spearman']:.2f} | {m['regret@1']:.3f} | {m['regret@5']:.3f} | "
+                  f"{m['mean_ess_fraction']:.3f} | {m['coverage']:.0%} |")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1, default=float))
+    print(f"\n{time.time() - t0:.0f} s, commit {commit}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
