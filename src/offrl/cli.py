@@ -79,6 +79,8 @@ class LoopArgs:
     """Show a progress bar."""
     seed_strategy: Literal["auto", "vmap", "map"] = "auto"
     """How seeds share a compiled call: vmap, map (one after another; spread over the devices when JAX_NUM_CPU_DEVICES=N gives N), auto (map on CPU, vmap on GPU)."""
+    grid: tuple[str, ...] = ()
+    """A population: algo.FIELD=V1,V2,... (numeric fields; several give their product), each member trained with --seeds seeds in the same compiled calls."""
 
 
 def cmd_algos(argv: list[str]) -> int:
@@ -272,15 +274,44 @@ def cmd_train(argv: list[str]) -> int:
 
     from offrl.train import fit
 
+    population = None
+    if args.grid and args.resume is None:
+        from offrl.population import parse_grid
+
+        population = parse_grid(algo.config_cls, args.grid)
     result = fit(
         args.algo, args.dataset, steps=args.steps, seed=args.seed, seeds=args.seeds, chunk=args.chunk,
         eval_interval=args.eval_interval, eval_episodes=args.eval_episodes,
         checkpoint_interval=args.checkpoint_interval, run_dir=args.run_dir, resume=args.resume,
         normalize_observations=args.normalize_observations, reward_scaling=args.reward_scaling,
-        tensorboard=args.tensorboard, progress=args.progress, seed_strategy=args.seed_strategy,
+        tensorboard=args.tensorboard, progress=args.progress, seed_strategy=args.seed_strategy, population=population,
     )
-    _print_summary(result.run_dir, result.final_eval, f"{algo.name} after {result.step:,} updates")
+    if result.population is not None:
+        _print_members(result, f"{algo.name} population after {result.step:,} updates")
+    else:
+        _print_summary(result.run_dir, result.final_eval, f"{algo.name} after {result.step:,} updates")
     return 0
+
+
+def _print_members(result, title: str) -> None:
+    """One line per population member: its values and its seeds' final score (mean ± 95% CI)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=title)
+    for name in ("member", *result.population.names, "seeds", "return (mean ± 95% CI)", "normalised score"):
+        table.add_column(name)
+    for row in result.members:
+        cells = [str(row["member"]), *(f"{row[n]:g}" for n in result.population.names), str(row["seeds"])]
+        cells.append(f"{row['return_mean']:.1f} ± {row['return_ci95']:.1f}" if "return_mean" in row else "-")
+        cells.append(f"{row['normalized_score']:.1f} ± {row['normalized_score_ci95']:.1f}" if row.get("normalized_score") is not None else "-")
+        table.add_row(*cells)
+    console.print(table)
+    console.print(f"run folder: {result.run_dir}")
+    for name in ("population.csv", "curves.png", "eval.csv", "checkpoint.msgpack"):
+        if (Path(result.run_dir) / name).exists():
+            console.print(f"  {name}: {Path(result.run_dir) / name}")
 
 
 def _check_option_names(argv: list[str], algo) -> None:
