@@ -8,6 +8,7 @@
     offrl zoo train ENV [--env-steps N] | export RUN_DIR
     offrl report RUN_DIR [RUN_DIR ...] [--out PNG] [--html]
     offrl finetune RUN_DIR [--env ENV] [--steps N] [--offline-ratio R | --symmetric]
+    offrl sweep SPEC [--backend local|ray] [--ray-address ADDR] [--html]
     offrl bench SUITE [--algos A,B] [--seeds N] [--steps N] [--datasets D1,D2] [--peer NAME] [--html] [--redraw]
     offrl data list | make NAME [--seed S] [--size N] | info NAME_OR_PATH | plot NAME_OR_PATH [--out PNG]
     offrl dynamics train DATASET [--out PATH] [--max-epochs N] [--max-minutes M] | eval DATASET [--dynamics PATH]
@@ -40,6 +41,7 @@ COMMANDS = {
     "report": "the over-estimation figure of run folders: critic Q(s0, pi(s0)) vs realised return (`offrl report RUN_DIR ...`)",
     "finetune": "continue an offline agent online, mixing its dataset with new data (`offrl finetune RUN_DIR --steps N`)",
     "bench": "train algorithms on a benchmark suite, write a score table (`offrl bench SUITE --algos A,B`)",
+    "sweep": "a hyperparameter sweep from a TOML/JSON spec, trained as populations, merged into one table (`offrl sweep SPEC`)",
     "data": "datasets: `offrl data list | make NAME | info NAME | plot NAME`",
     "dynamics": "model-based RL's dynamics ensemble: `offrl dynamics train DATASET` (cached by the dataset's checksum) | `eval DATASET`",
 }
@@ -433,6 +435,12 @@ def cmd_report(argv: list[str]) -> int:
     return report_main(argv)
 
 
+def cmd_sweep(argv: list[str]) -> int:
+    from offrl.sweep import main as sweep_main
+
+    return sweep_main(argv)
+
+
 def cmd_bench(argv: list[str]) -> int:
     from offrl.bench import main as bench_main
 
@@ -449,11 +457,12 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from offrl.dynamics import DynamicsError, TerminationError
     from offrl.envs.policies import ZooError
     from offrl.export import ExportError
+    from offrl.sweep import SweepError
     from offrl.train import TrainingDivergedError
 
     return (UsageError, ConfigError, UnknownAlgorithmError, CheckpointError, DatasetError, UnknownEnvError, ZooError,
             FileNotFoundError, NotADirectoryError, IsADirectoryError, TrainingDivergedError, ExportError,
-            DynamicsError, TerminationError)
+            DynamicsError, TerminationError, SweepError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -465,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<7} {text}")
         return 0
     command, rest = argv[0], argv[1:]
-    handlers = {"train": cmd_train, "eval": cmd_eval, "algos": cmd_algos, "data": cmd_data, "zoo": cmd_zoo, "bench": cmd_bench, "report": cmd_report,
+    handlers = {"train": cmd_train, "eval": cmd_eval, "algos": cmd_algos, "data": cmd_data, "zoo": cmd_zoo, "bench": cmd_bench, "sweep": cmd_sweep, "report": cmd_report,
                 "finetune": cmd_finetune, "export": cmd_export, "dynamics": cmd_dynamics}
     try:
         if command not in handlers:

@@ -278,6 +278,8 @@ def member_rows(population: Population, seeds: int, results: list[dict], metrics
                 row.update(normalized_score=float(np.mean(scores)), normalized_score_std=float(np.std(scores)),
                            normalized_score_ci95=ci95(scores), per_seed_scores=[float(s) for s in scores])
             row["per_seed_returns"] = [float(r) for r in returns]
+            if "returns" in results[0]:  # every episode: what a tuning-budget bandit draws from (offrl.tuning)
+                row["per_seed_episode_returns"] = [[float(x) for x in results[a]["returns"]] for a in agents]
         for key, value in (metrics or {}).items():
             value = np.asarray(value, np.float64)[list(agents)]
             row[key] = float(np.nanmean(value)) if np.isfinite(value).any() else None
