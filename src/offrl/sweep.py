@@ -349,7 +349,7 @@ def run_ray(groups: list[dict], out: Path, address: Optional[str], num_cpus: Opt
 
             done = run_group(group, run_dir, on_eval=report)
             if not any("return_mean" in r for r in done["rows"]):  # no evaluation: one report, so Tune sees the end
-                tune.report({"score": float("nan"), "step": group["steps"]})
+                tune.report({"score": 0.0, "step": group["steps"], "evaluated": False})
 
         steps = max(g["steps"] for g in groups)
         scheduler = (ASHAScheduler(time_attr="step", metric="score", mode="max", max_t=steps,
