@@ -22,6 +22,7 @@ def _spec(tmp_path, spec: dict):
 
 def test_float_fields_share_a_group_and_shape_fields_split_them():
     spec = {"algos": ["iql", "td3bc"], "datasets": ["d1"], "seeds": 3, "steps": 100,
+            "fixed": {"algo.discount": 0.98},  # one value: a fixed field, not a population field
             "grid": {"algo.batch_size": [16, 32], "iql.beta": [1, 3, 10], "td3bc.alpha": [1.0, 2.5]}}
     trials, settings = expand(spec)
     assert len(trials) == 2 * 3 + 2 * 2 and settings == {"seeds": 3, "steps": 100}
@@ -29,7 +30,7 @@ def test_float_fields_share_a_group_and_shape_fields_split_them():
     assert sorted((g["algo"], g["fixed"]["batch_size"], len(g["members"])) for g in groups) == [
         ("iql", 16, 3), ("iql", 32, 3), ("td3bc", 16, 2), ("td3bc", 32, 2)]
     iql16 = next(g for g in groups if g["algo"] == "iql" and g["fixed"]["batch_size"] == 16)
-    assert iql16["members"] == [{"beta": 1.0}, {"beta": 3.0}, {"beta": 10.0}]
+    assert iql16["members"] == [{"beta": 1.0}, {"beta": 3.0}, {"beta": 10.0}] and iql16["fixed"]["discount"] == 0.98
     # the same spec gives the same group ids (a restarted sweep finds its folders)
     assert [g["id"] for g in make_groups(*expand(spec))] == [g["id"] for g in groups]
 

@@ -204,10 +204,20 @@ def make_groups(trials: list[dict], settings: dict) -> list[dict]:
     """Trials that differ only in float fields share a group (one population call)."""
     from offrl.algos import get_algo
 
-    groups: dict[str, dict] = {}
+    varying: dict[tuple, set] = {}  # per (algo, dataset): the float fields that take more than one value
+    seen: dict[tuple, dict] = {}
     for trial in trials:
         cls = get_algo(trial["algo"]).config_cls
-        floats = {k: v for k, v in trial["overrides"].items() if declared_kind(cls, k) == "number"}
+        for k, v in trial["overrides"].items():
+            if declared_kind(cls, k) == "number":
+                values = seen.setdefault((trial["algo"], trial["dataset"]), {}).setdefault(k, set())
+                values.add(v)
+                if len(values) > 1:
+                    varying.setdefault((trial["algo"], trial["dataset"]), set()).add(k)
+    groups: dict[str, dict] = {}
+    for trial in trials:
+        vary = varying.get((trial["algo"], trial["dataset"]), set())
+        floats = {k: v for k, v in trial["overrides"].items() if k in vary}
         fixed = {k: v for k, v in trial["overrides"].items() if k not in floats}
         key = json.dumps([trial["algo"], trial["dataset"], fixed, sorted(floats)], sort_keys=True, default=list)
         group = groups.setdefault(key, {"algo": trial["algo"], "dataset": trial["dataset"], "fixed": fixed, "members": [],
@@ -366,7 +376,13 @@ def run_ray(groups: list[dict], out: Path, address: Optional[str], num_cpus: Opt
         )
         results = tuner.fit()
         errors = [r.error for r in results if r.error is not None]
-        log(f"ray: {len(results)} trial(s), {len(errors)} failed")
+        stopped = 0
+        for r in results:  # ASHA's stops: marked, so a restarted sweep does not train them to the end
+            run_dir = Path(r.config["job"]["run_dir"])
+            if r.error is None and not (run_dir / "done.json").exists():
+                stopped += 1
+                _write_json(run_dir / "stopped.json", {"step": (r.metrics or {}).get("step"), "by": "asha"})
+        log(f"ray: {len(results)} trial(s), {stopped} stopped early by ASHA, {len(errors)} failed")
         for e in errors[:3]:
             log(f"  {str(e).strip().splitlines()[-1] if str(e).strip() else e!r}")
     finally:
@@ -433,7 +449,8 @@ def collect(out: Path) -> tuple[list[dict], dict]:
             r = {**values, "step": last["step"], stat: float(np.mean(per_seed)) if per_seed else None,
                  f"{stat}_std": float(np.std(per_seed)) if per_seed else None, f"{stat}_ci95": ci95(per_seed),
                  ("per_seed_scores" if key == "per_seed_scores" else "per_seed_returns"): per_seed}
-            rows.append(_trial_row(group, r, f"stopped at {last['step']}"))
+            status = "stopped by ASHA" if (gdir / "stopped.json").exists() else "unfinished"
+            rows.append(_trial_row(group, r, f"{status} at {last['step']}"))
     return rows, arms
 
 
@@ -556,7 +573,7 @@ def sweep(args: "SweepArgs", log=print) -> Path:
         for g in groups:
             log(f"  {g['id']}: {len(g['members']) or 1} member(s) x {g['seeds']} seed(s), fixed {g['fixed'] or '{}'}")
         return out
-    pending = [g for g in groups if not (out / "groups" / g["id"] / "done.json").exists()]
+    pending = [g for g in groups if not any((out / "groups" / g["id"] / f).exists() for f in ("done.json", "stopped.json"))]
     if len(pending) < len(groups):
         log(f"skipping {len(groups) - len(pending)} finished group(s)")
     if pending and not args.redraw:

@@ -103,13 +103,20 @@ def _compiled_member_init(algo: Algo, config: Any, spec: DataSpec, total_steps: 
                    compiler_options=options)
 
 
+@cached(maxsize=16)
+def _canonical_structure(algo: Algo, config: Any, spec: DataSpec, total_steps: int):
+    """One structure per (algo, config, spec, total_steps): a resumed or repeated population fit hands the
+    compiled chunks states of the type they were compiled for (a new structure would compile them again)."""
+    return canonical_structure(algo, config, spec, total_steps)
+
+
 def _init_population(algo: Algo, config: Any, spec: DataSpec, init_keys, train_keys, total_steps: int, population):
     """Every member's agents from one compiled init; the states take the canonical static parts (see offrl.population)."""
     seeds = init_keys.shape[0]
     init = _compiled_member_init(algo, config, spec, total_steps, population.names)
     values = population.agent_values(type(config), seeds)
     agents = [init(init_keys[a % seeds], {n: v[a] for n, v in values.items()}) for a in range(population.size * seeds)]
-    structure = canonical_structure(algo, config, spec, total_steps)
+    structure = _canonical_structure(algo, config, spec, total_steps)
     states = structure.unflatten([jnp.stack(xs) for xs in zip(*agents)])
     return states, jnp.tile(train_keys, (population.size, 1))
 
@@ -232,7 +239,10 @@ def _make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int, str
 
         return mapped
     else:
-        run = jax.vmap(one_seed, in_axes=(0, 0, None, 0))
+        batched = jax.vmap(one_seed, in_axes=(0, 0, None, 0))
+
+        def run(states, keys, data, values=None):
+            return batched(states, keys, data, values)
     return jax.jit(run, donate_argnums=(0,))
 
 
@@ -390,13 +400,15 @@ class LoopSettings(Checked):
     """How seeds share a compiled call."""
 
 
-def _check_finite(states, step: int, run_dir: Path, algo_name: str) -> None:
+def _check_finite(states, step: int, run_dir: Path, algo_name: str, population=None, seeds: int = 1) -> None:
     finite = np.asarray(_finite_per_seed(states))
     bad = np.flatnonzero(~finite)
     if bad.size:
-        seeds = finite.size
+        where = f"seed index {bad.tolist()} (of {finite.size})"
+        if population is not None:
+            where = "population member(s) " + "; ".join(sorted({population.label(int(a) // seeds) for a in bad}))
         raise TrainingDivergedError(
-            f"training diverged: the {algo_name} state of seed index {bad.tolist()} (of {seeds}) holds NaN or Inf after "
+            f"training diverged: the {algo_name} state of {where} holds NaN or Inf after "
             f"update {step}; no checkpoint was written from it (the last one in {run_dir}, if any, is finite). "
             "Fix: lower the learning rates (--algo.*-lr), check the reward scale (--reward-scaling) and the "
             "algorithm's regularisation weights, then train again.")
@@ -597,7 +609,7 @@ def fit(
             dt = time.perf_counter() - t0
             step += n
             steps_done += n
-            _check_finite(states, step, run_dir, algo.name)  # before any checkpoint or eval of a NaN state
+            _check_finite(states, step, run_dir, algo.name, population, seeds)  # before any checkpoint or eval of a NaN state
             row = {"step": step, "updates_per_s": n / dt, "elapsed_s": time.perf_counter() - t_start}
             for key, value in metrics.items():
                 value = np.asarray(value, np.float64)
