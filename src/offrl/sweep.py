@@ -352,14 +352,15 @@ def run_ray(groups: list[dict], out: Path, address: Optional[str], num_cpus: Opt
         def trainable(config):
             group, run_dir = config["job"]["group"], config["job"]["run_dir"]
 
-            def report(row):
+            def report(row):  # intermediate evaluations only: the last report comes after done.json is written
                 score = _best_score(row)
-                if score is not None:
+                if score is not None and row["step"] < group["steps"]:
                     tune.report({"score": score, "step": row["step"]})
 
             done = run_group(group, run_dir, on_eval=report)
-            if not any("return_mean" in r for r in done["rows"]):  # no evaluation: one report, so Tune sees the end
-                tune.report({"score": 0.0, "step": group["steps"], "evaluated": False})
+            scores = [r.get("normalized_score", r.get("return_mean")) for r in done["rows"]]
+            scores = [x for x in scores if x is not None]
+            tune.report({"score": max(scores) if scores else 0.0, "step": group["steps"], "evaluated": bool(scores)})
 
         steps = max(g["steps"] for g in groups)
         scheduler = (ASHAScheduler(time_attr="step", metric="score", mode="max", max_t=steps,
@@ -532,12 +533,17 @@ def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
 
 @dataclass(frozen=True)
 class SweepArgs(Checked):
-    """Train a sweep spec as populations (one compiled call per group) and merge the results into one table."""
+    """Train a sweep spec as populations (one compiled call per group) and merge the results into one table.
+
+    The spec, TOML or JSON: algos = [...], datasets = [...], seeds, steps; [loop] (chunk, eval_interval,
+    eval_episodes, seed, ...); [fixed] FIELD = value; [grid] FIELD = [values]; [random] samples, seed,
+    FIELD = {low, high[, log][, int]} or {values = [...]}. A FIELD is algo.NAME (every algorithm) or
+    ALGO.NAME (one). Trials differing only in float fields train as one population (a group)."""
 
     _label = ""
 
     spec: tyro.conf.Positional[str]
-    """The sweep spec: a TOML or JSON file (see `offrl sweep --help`'s description in the module docs)."""
+    """The sweep spec: a .toml or .json file (format above)."""
     out: Optional[str] = text(None, optional=True)
     """Sweep folder (default: sweeps/SPEC_NAME); a restarted sweep skips the groups finished in it."""
     backend: Literal["local", "ray"] = choice("local")
