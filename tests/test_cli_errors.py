@@ -117,6 +117,19 @@ WRONG = [  # (argv with {placeholders}, text the one line must hold)
     ("ope {ope_run} --dataset {ope_wide} --estimators fqe", "comes from another observation space"),
     ("ope {ope_run} --dataset {ope_nolp} --estimators is --behaviour data", "stores no behaviour_log_probs"),
     ("frobnicate", "unknown command 'frobnicate'"),
+    ("sweep", "Missing from offrl sweep"),
+    ("sweep {missing}.toml", "does not exist"),
+    ("sweep {missing}.toml --backend slurm", "invalid choice 'slurm'"),
+    ("sweep {missing}.toml --workers 0", "workers = 0 is out of range"),
+    ("train iql --grid algo.hidden-dims=8,8", "iql.Config.hidden_dims cannot take one value per population member"),
+    ("train iql --grid algo.nosuch=1,2", "iql.Config has no field 'nosuch'"),
+    ("train iql --grid algo.beta=", "the grid of algo.beta is empty"),
+    ("train iql --grid algo.beta=1,abc", "iql.Config.beta value 'abc' is not a number"),
+    ("train iql --grid algo.beta=-1,2", "iql.Config.beta = -1.0 is out of range"),
+    ("train td3bc --grid algo.policy-freq=1.5", "td3bc.Config.policy_freq value '1.5' is not an int"),
+    ("train iql --grid steps=10,20", "only the algorithm's fields (algo.FIELD) can vary"),
+    ("train iql --dataset {dataset} --grid algo.batch-size=8,16", "iql.Config.batch_size changes array shapes"),
+    ("train awr --dataset {dataset} --grid algo.discount=0.9,0.99", "awr.Config.discount is read on the host"),
 ]
 
 

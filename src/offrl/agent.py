@@ -35,9 +35,10 @@ class Agent:
         return int(jax.tree.leaves(self.states)[0].shape[0])
 
     def __post_init__(self):
-        algo, config = self.algo, self.config
+        algo = self.algo
         self._key = jax.random.PRNGKey(0)
         if algo.stateful:  # a sequence policy: the history of each row of the batch is carried between calls
+            config = self.config
             self._carry, self._carry_rows, self._carry_seed, self._target = None, None, None, None
 
             @jax.jit
@@ -52,8 +53,7 @@ class Agent:
             self._act_carry = _act_carry
             return
 
-        @jax.jit
-        def _act(state, obs, key, deterministic_flag):
+        def _act(config, state, obs, key, deterministic_flag):
             obs = self.transforms.normalize_obs(obs)
             return jax.lax.cond(
                 deterministic_flag,
@@ -61,7 +61,16 @@ class Agent:
                 lambda: algo.act(config, state, obs, key, False),
             )
 
-        self._act = _act
+        self._act = jax.jit(_act, static_argnums=(0,))
+
+    def config_of(self, seed_index: int) -> Any:
+        """The config agent ``seed_index`` trained with: in a population run (``meta["population"]``), its member's."""
+        population = self.meta.get("population")
+        if not population:
+            return self.config
+        from offrl.population import Population
+
+        return Population.from_dict(population).member_config(self.config, seed_index // self.meta["loop"]["seeds"])
 
     @property
     def num_actions(self) -> int | None:
@@ -92,7 +101,7 @@ class Agent:
         obs, single = self._observations(observations, seed_index)
         state = jax.tree.map(lambda x: x[seed_index], self.states)
         self._key, key = jax.random.split(self._key)
-        unit = np.asarray(self._act(state, jnp.asarray(obs), key, deterministic))
+        unit = np.asarray(self._act(self.config_of(seed_index), state, jnp.asarray(obs), key, deterministic))
         return self._env_actions(unit, single)
 
     @property
@@ -182,7 +191,12 @@ def load_agent(path: str | os.PathLike) -> Agent:
         loop = meta["loop"]
     except KeyError as exc:
         raise CheckpointError(f"checkpoint {path} lacks the entry {exc}; it was not written by offrl's training loop") from None
-    template, _ = init_agents(algo, config, spec, loop["seed"], loop["seeds"], loop["steps"])
+    population = None
+    if meta.get("population"):
+        from offrl.population import Population
+
+        population = Population.from_dict(meta["population"])
+    template, _ = init_agents(algo, config, spec, loop["seed"], loop["seeds"], loop["steps"], population)
     states = serialization.from_state_dict(template, state_dict)
     return Agent(
         algo=algo, config=config, states=states, transforms=Transforms.from_dict(meta["transforms"]),

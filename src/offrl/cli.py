@@ -8,6 +8,7 @@
     offrl zoo train ENV [--env-steps N] | export RUN_DIR
     offrl report RUN_DIR [RUN_DIR ...] [--out PNG] [--html]
     offrl finetune RUN_DIR [--env ENV] [--steps N] [--offline-ratio R | --symmetric]
+    offrl sweep SPEC [--backend local|ray] [--ray-address ADDR] [--html]
     offrl bench SUITE [--algos A,B] [--seeds N] [--steps N] [--datasets D1,D2] [--peer NAME] [--html] [--redraw]
     offrl data list | make NAME [--seed S] [--size N] | info NAME_OR_PATH | plot NAME_OR_PATH [--out PNG]
     offrl ope RUN_DIR [RUN_DIR ...] [--dataset NAME] [--estimators is,wis,pdis,wpdis,dr,wdr,fqe,mb] | select RUN_DIR ... [--by fqe]
@@ -41,6 +42,7 @@ COMMANDS = {
     "report": "the over-estimation figure of run folders: critic Q(s0, pi(s0)) vs realised return (`offrl report RUN_DIR ...`)",
     "finetune": "continue an offline agent online, mixing its dataset with new data (`offrl finetune RUN_DIR --steps N`)",
     "bench": "train algorithms on a benchmark suite, write a score table (`offrl bench SUITE --algos A,B`)",
+    "sweep": "a hyperparameter sweep from a TOML/JSON spec, trained as populations, merged into one table (`offrl sweep SPEC`)",
     "data": "datasets: `offrl data list | make NAME | info NAME | plot NAME`",
     "ope": "off-policy evaluation of runs on a dataset (IS, DR, FQE, model-based): `offrl ope RUN_DIR ... --dataset NAME` | `select RUN_DIR ...`",
     "dynamics": "model-based RL's dynamics ensemble: `offrl dynamics train DATASET` (cached by the dataset's checksum) | `eval DATASET`",
@@ -81,6 +83,8 @@ class LoopArgs:
     """Show a progress bar."""
     seed_strategy: Literal["auto", "vmap", "map"] = "auto"
     """How seeds share a compiled call: vmap, map (one after another; spread over the devices when JAX_NUM_CPU_DEVICES=N gives N), auto (map on CPU, vmap on GPU)."""
+    grid: tuple[str, ...] = ()
+    """A population: algo.FIELD=V1,V2,... (numeric fields; several give their product), each member trained with --seeds seeds in the same compiled calls."""
 
 
 def cmd_algos(argv: list[str]) -> int:
@@ -274,15 +278,44 @@ def cmd_train(argv: list[str]) -> int:
 
     from offrl.train import fit
 
+    population = None
+    if args.grid and args.resume is None:
+        from offrl.population import parse_grid
+
+        population = parse_grid(algo.config_cls, args.grid)
     result = fit(
         args.algo, args.dataset, steps=args.steps, seed=args.seed, seeds=args.seeds, chunk=args.chunk,
         eval_interval=args.eval_interval, eval_episodes=args.eval_episodes,
         checkpoint_interval=args.checkpoint_interval, run_dir=args.run_dir, resume=args.resume,
         normalize_observations=args.normalize_observations, reward_scaling=args.reward_scaling,
-        tensorboard=args.tensorboard, progress=args.progress, seed_strategy=args.seed_strategy,
+        tensorboard=args.tensorboard, progress=args.progress, seed_strategy=args.seed_strategy, population=population,
     )
-    _print_summary(result.run_dir, result.final_eval, f"{algo.name} after {result.step:,} updates")
+    if result.population is not None:
+        _print_members(result, f"{algo.name} population after {result.step:,} updates")
+    else:
+        _print_summary(result.run_dir, result.final_eval, f"{algo.name} after {result.step:,} updates")
     return 0
+
+
+def _print_members(result, title: str) -> None:
+    """One line per population member: its values and its seeds' final score (mean ± 95% CI)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=title)
+    for name in ("member", *result.population.names, "seeds", "return (mean ± 95% CI)", "normalised score"):
+        table.add_column(name)
+    for row in result.members:
+        cells = [str(row["member"]), *(f"{row[n]:g}" for n in result.population.names), str(row["seeds"])]
+        cells.append(f"{row['return_mean']:.1f} ± {row['return_ci95']:.1f}" if "return_mean" in row else "-")
+        cells.append(f"{row['normalized_score']:.1f} ± {row['normalized_score_ci95']:.1f}" if row.get("normalized_score") is not None else "-")
+        table.add_row(*cells)
+    console.print(table)
+    console.print(f"run folder: {result.run_dir}")
+    for name in ("population.csv", "curves.png", "eval.csv", "checkpoint.msgpack"):
+        if (Path(result.run_dir) / name).exists():
+            console.print(f"  {name}: {Path(result.run_dir) / name}")
 
 
 def _check_option_names(argv: list[str], algo) -> None:
@@ -464,6 +497,12 @@ def cmd_report(argv: list[str]) -> int:
     return report_main(argv)
 
 
+def cmd_sweep(argv: list[str]) -> int:
+    from offrl.sweep import main as sweep_main
+
+    return sweep_main(argv)
+
+
 def cmd_bench(argv: list[str]) -> int:
     from offrl.bench import main as bench_main
 
@@ -487,11 +526,12 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from offrl.envs.policies import ZooError
     from offrl.export import ExportError
     from offrl.ope import OPEError
+    from offrl.sweep import SweepError
     from offrl.train import TrainingDivergedError
 
     return (UsageError, ConfigError, UnknownAlgorithmError, CheckpointError, DatasetError, UnknownEnvError, ZooError,
             FileNotFoundError, NotADirectoryError, IsADirectoryError, TrainingDivergedError, ExportError,
-            DynamicsError, TerminationError, OPEError)
+            DynamicsError, TerminationError, OPEError, SweepError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -503,9 +543,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<7} {text}")
         return 0
     command, rest = argv[0], argv[1:]
-    handlers = {"train": cmd_train, "eval": cmd_eval, "algos": cmd_algos, "data": cmd_data, "zoo": cmd_zoo, "bench": cmd_bench, "report": cmd_report,
-                "finetune": cmd_finetune, "export": cmd_export, "dynamics": cmd_dynamics,
-                "ope": cmd_ope}
+    handlers = {"train": cmd_train, "eval": cmd_eval, "algos": cmd_algos, "data": cmd_data, "zoo": cmd_zoo, "bench": cmd_bench,
+                "sweep": cmd_sweep, "report": cmd_report, "finetune": cmd_finetune, "export": cmd_export,
+                "dynamics": cmd_dynamics, "ope": cmd_ope}
     try:
         if command not in handlers:
             raise UsageError(f"unknown command {command!r}; valid commands: {', '.join(handlers)}")

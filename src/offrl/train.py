@@ -34,6 +34,8 @@ from offrl.config import Checked, ConfigError, choice, flag, integer
 from offrl.data import Dataset, Transforms, fit_transforms, to_device
 from offrl.data.transforms import REWARD_SCALINGS
 from offrl.logger import RunLogger, plot_run, read_jsonl
+from offrl.population import (Population, canonical_structure, check_members, check_traceable, member_rows, recording,
+                              refuse_host_reads, traced_config, with_member_statics, write_member_rows)
 
 
 # ----------------------------------------------------------------------------- configs as JSON
@@ -72,8 +74,9 @@ def _compiled_init(algo: Algo, config: Any, spec: DataSpec, total_steps: int):
     return jax.jit(lambda k: algo.init(config, spec, k, total_steps), compiler_options=options)
 
 
-def init_agents(algo: Algo, config: Any, spec: DataSpec, seed: int, seeds: int, total_steps: int):
-    """Initialise ``seeds`` agents (leading axis) and their training keys.
+def init_agents(algo: Algo, config: Any, spec: DataSpec, seed: int, seeds: int, total_steps: int, population=None):
+    """Initialise ``seeds`` agents (leading axis) and their training keys; with a ``population``
+    (:class:`offrl.population.Population`), ``population.size * seeds`` agents, member-major.
 
     Each agent comes from the same compiled one-agent program, so any number of seeds compiles it
     once, agent i is the agent a one-seed run with seed ``seed + i`` starts from, and every call
@@ -84,10 +87,48 @@ def init_agents(algo: Algo, config: Any, spec: DataSpec, seed: int, seeds: int, 
     check_action_kind(algo, spec)
     keys = jax.vmap(lambda i: jax.random.split(jax.random.PRNGKey(seed + i)))(jnp.arange(seeds))
     init_keys, train_keys = keys[:, 0], keys[:, 1]
+    if population is not None:
+        return _init_population(algo, config, spec, init_keys, train_keys, total_steps, population)
     init = _compiled_init(algo, config, spec, total_steps)
     agents = [init(k) for k in init_keys]
     states = jax.tree.map(lambda *xs: jnp.stack(xs), *agents)
     return states, train_keys
+
+
+@cached(maxsize=16)
+def _compiled_member_init(algo: Algo, config: Any, spec: DataSpec, total_steps: int, names: tuple):
+    """One agent's ``init`` with the population's fields traced: (key, values) -> the state's arrays (one compile)."""
+    options = _CPU_INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
+    return jax.jit(lambda k, values: jax.tree.leaves(algo.init(traced_config(config, values), spec, k, total_steps)),
+                   compiler_options=options)
+
+
+@cached(maxsize=16)
+def _canonical_structure(algo: Algo, config: Any, spec: DataSpec, total_steps: int):
+    """One structure per (algo, config, spec, total_steps): a resumed or repeated population fit hands the
+    compiled chunks states of the type they were compiled for (a new structure would compile them again)."""
+    return canonical_structure(algo, config, spec, total_steps)
+
+
+def _init_population(algo: Algo, config: Any, spec: DataSpec, init_keys, train_keys, total_steps: int, population):
+    """Every member's agents from one compiled init; the states take the canonical static parts (see offrl.population)."""
+    seeds = init_keys.shape[0]
+    init = _compiled_member_init(algo, config, spec, total_steps, population.names)
+    values = population.agent_values(type(config), seeds)
+    agents = [init(init_keys[a % seeds], {n: v[a] for n, v in values.items()}) for a in range(population.size * seeds)]
+    structure = _canonical_structure(algo, config, spec, total_steps)
+    states = structure.unflatten([jnp.stack(xs) for xs in zip(*agents)])
+    return states, jnp.tile(train_keys, (population.size, 1))
+
+
+@dataclass(frozen=True)
+class Members:
+    """What a population's compiled programs need besides the config: the varied fields, and the arguments
+    of the ``init`` that rebuilds each member's optimisers and modules inside the trace."""
+
+    names: tuple
+    spec: DataSpec
+    total_steps: int
 
 
 SEED_STRATEGIES = ("auto", "vmap", "map")
@@ -128,67 +169,80 @@ def replicate_data(data) -> Any:
     return DeviceReplicas(tuple(jax.device_put(data, d) for d in devices), devices)
 
 
-def make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int, strategy: str = "vmap"):
+def make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int, strategy: str = "vmap",
+                     members: Optional[Members] = None):
     """See :func:`_make_train_chunk`; one seed runs the same program whatever the strategy (one cache entry).
     Cached programs are released first when the process nears its memory-map limit (:mod:`offrl.compiled`)."""
     release_if_near_map_limit()
-    return _make_train_chunk(algo, config, num_updates, seeds, strategy if seeds > 1 else "single")
+    return _make_train_chunk(algo, config, num_updates, seeds, strategy if seeds > 1 else "single", members)
 
 
 @cached(maxsize=128)  # configs are frozen dataclasses: repeated fits reuse the compiled code
-def _make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int, strategy: str):
-    """A ``(states, keys, data) -> (states, keys, metrics)`` doing ``num_updates`` updates per seed
+def _make_train_chunk(algo: Algo, config: Any, num_updates: int, seeds: int, strategy: str, members: Optional[Members] = None):
+    """A ``(states, keys, data[, values]) -> (states, keys, metrics)`` doing ``num_updates`` updates per seed
     (jitted; under ``map``, a loop over the seeds calling the jitted one-seed program).
 
     Seeds run batched with ``vmap`` or one after another (``map``: the one-seed program called per
     seed, so it compiles once whatever the number of seeds); both give each seed the same
-    computation as a run of that seed alone.
+    computation as a run of that seed alone. With ``members`` (a population), ``seeds`` counts every
+    agent and ``values`` holds each agent's value of every varied field: agent i trains with
+    ``dataclasses.replace(config, **values[i])`` (traced) and its own optimisers (:mod:`offrl.population`).
     """
 
-    def one_seed(state, key, data):
+    def one_seed(state, key, data, values=None):
+        cfg, canonical = config, None
+        if members is not None:
+            cfg = traced_config(config, values)
+            state, canonical = with_member_statics(algo, cfg, members.spec, members.total_steps, state)
         key, sub = jax.random.split(key)
 
         def body(state, step_key):
             batch_key, update_key = jax.random.split(step_key)
-            batch = algo.make_batch(config, data, batch_key)
-            return algo.update(config, state, batch, update_key)
+            batch = algo.make_batch(cfg, data, batch_key)
+            return algo.update(cfg, state, batch, update_key)
 
         step_keys = jax.random.split(sub, num_updates)
         if algo.rollout is None:
             state, metrics = jax.lax.scan(body, state, step_keys)
         else:
-            state, metrics = _blocks_with_rollouts(algo, config, state, data, sub, step_keys, body)
+            state, metrics = _blocks_with_rollouts(algo, cfg, state, data, sub, step_keys, body)
         # NaN marks "not computed this step" (e.g. delayed actor updates): skip it in the average.
         metrics = jax.tree.map(lambda m: jnp.nanmean(m.astype(jnp.float32), axis=0), metrics)
+        if canonical is not None:
+            state = canonical.unflatten(jax.tree.leaves(state))
         return state, key, metrics
 
     if seeds == 1:  # no vmap: one seed runs exactly the unbatched program
 
-        def run(states, keys, data):
+        def run(states, keys, data, values=None):
             squeeze = lambda t: jax.tree.map(lambda x: x[0], t)
-            state, key, metrics = one_seed(squeeze(states), keys[0], data)
+            state, key, metrics = one_seed(squeeze(states), keys[0], data, squeeze(values))
             expand = lambda t: jax.tree.map(lambda x: x[None], t)
             return expand(state), key[None], expand(metrics)
 
     elif strategy == "map":  # the one-seed program, called once per seed: no second compile, same bits
-        single = _make_train_chunk(algo, config, num_updates, 1, "single")
+        single = _make_train_chunk(algo, config, num_updates, 1, "single", members)
+        part = lambda t, i: jax.tree.map(lambda x: x[i : i + 1], t)
 
-        def mapped(states, keys, data):
+        def mapped(states, keys, data, values=None):
             if not isinstance(data, DeviceReplicas):
-                outs = [single(jax.tree.map(lambda x: x[i : i + 1], states), keys[i : i + 1], data) for i in range(seeds)]
+                outs = [single(part(states, i), keys[i : i + 1], data, part(values, i)) for i in range(seeds)]
                 return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
             # dispatch is asynchronous and each device runs its queue in order: every seed's inputs are
             # sliced before any chunk is queued, so seeds on different devices train at the same time
-            parts = [(jax.tree.map(lambda x: x[i : i + 1], states), keys[i : i + 1]) for i in range(seeds)]
+            parts = [(part(states, i), keys[i : i + 1], part(values, i)) for i in range(seeds)]
             devices = seed_devices(seeds, data.devices)
-            outs = [single(*jax.device_put(part, device), data.copies[data.devices.index(device)])
-                    for part, device in zip(parts, devices)]
+            outs = [single(*jax.device_put(p[:2], device), data.copies[data.devices.index(device)], jax.device_put(p[2], device))
+                    for p, device in zip(parts, devices)]
             outs = jax.device_put(outs, data.devices[0])
             return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
 
         return mapped
     else:
-        run = jax.vmap(one_seed, in_axes=(0, 0, None))
+        batched = jax.vmap(one_seed, in_axes=(0, 0, None, 0))
+
+        def run(states, keys, data, values=None):
+            return batched(states, keys, data, values)
     return jax.jit(run, donate_argnums=(0,))
 
 
@@ -233,20 +287,35 @@ def device_data(algo: Algo, config: Any, dataset: Dataset, transforms: Transform
     return data
 
 
+def _member_call(algo: Algo, config: Any, members: Optional[Members], fn):
+    """``fn(config, state, *args)`` for one agent; with ``members``, the agent's traced config and static parts."""
+
+    def one(state, values, *args):
+        if members is None:
+            return fn(config, state, *args)
+        cfg = traced_config(config, values)
+        state, _ = with_member_statics(algo, cfg, members.spec, members.total_steps, state)
+        return fn(cfg, state, *args)
+
+    return one
+
+
 @cached(maxsize=64)  # one compile per (algorithm, config), however many fits or evaluations use it
-def _batched_act(algo: Algo, config: Any):
+def _batched_act(algo: Algo, config: Any, members: Optional[Members] = None):
     """Jitted deterministic actions of every seed: (states, normalised obs [seeds, envs, obs_dim]) -> unit actions."""
-    return jax.jit(lambda states, obs: jax.vmap(lambda s, o: algo.act(config, s, o, jax.random.PRNGKey(0), True))(states, obs))
+    one = _member_call(algo, config, members, lambda c, s, o: algo.act(c, s, o, jax.random.PRNGKey(0), True))
+    return jax.jit(lambda states, obs, values=None: jax.vmap(one)(states, values, obs))
 
 
 @cached(maxsize=64)
-def _batched_start_values(algo: Algo, config: Any):
+def _batched_start_values(algo: Algo, config: Any, members: Optional[Members] = None):
     """Jitted Q(s, pi(s)) of every seed's critic at normalised observations [seeds, envs, obs_dim]."""
 
-    def one(state, o):
-        return algo.q_value(config, state, o, algo.act(config, state, o, jax.random.PRNGKey(0), True))
+    def q_of_policy(c, state, o):
+        return algo.q_value(c, state, o, algo.act(c, state, o, jax.random.PRNGKey(0), True))
 
-    return jax.jit(lambda states, obs: jax.vmap(one)(states, obs))
+    one = _member_call(algo, config, members, q_of_policy)
+    return jax.jit(lambda states, obs, values=None: jax.vmap(one)(states, values, obs))
 
 
 def _normalised(transforms: Transforms, observations) -> jax.Array:
@@ -306,16 +375,18 @@ class CarriedPolicy:
 
 
 def make_policy(algo: Algo, config: Any, transforms: Transforms, spec: DataSpec | None = None,
-                target_return: float | None = None):
+                target_return: float | None = None, members: Optional[Members] = None, values=None):
     """Batched deterministic policy for evaluation: obs (seeds, envs, obs_dim) in env units -> actions in env units.
-    A stateful algorithm gets a `CarriedPolicy` (``spec`` and ``target_return`` needed)."""
+    A stateful algorithm gets a `CarriedPolicy` (``spec`` and ``target_return`` needed); a population passes its
+    ``members`` and each agent's ``values`` (see :func:`_make_train_chunk`)."""
     if algo.stateful:
         return CarriedPolicy(algo, config, transforms, spec, 0.0 if target_return is None else target_return)
-    act = _batched_act(algo, config)
-    return lambda states, observations: transforms.action_from_unit(np.asarray(act(states, _normalised(transforms, observations))))
+    act = _batched_act(algo, config, members)
+    return lambda states, observations: transforms.action_from_unit(
+        np.asarray(act(states, _normalised(transforms, observations), values)))
 
 
-def make_start_values(algo: Algo, config: Any, transforms: Transforms):
+def make_start_values(algo: Algo, config: Any, transforms: Transforms, members: Optional[Members] = None, values=None):
     """Q(s0, pi(s0)) of every seed's critic at observations (seeds, envs, obs_dim) in env units, or None.
 
     The over-estimation diagnostic: compared with the discounted return the policy then obtains
@@ -323,8 +394,8 @@ def make_start_values(algo: Algo, config: Any, transforms: Transforms):
     """
     if algo.q_value is None:
         return None
-    values = _batched_start_values(algo, config)
-    return lambda states, observations: np.asarray(values(states, _normalised(transforms, observations)), np.float64)
+    q = _batched_start_values(algo, config, members)
+    return lambda states, observations: np.asarray(q(states, _normalised(transforms, observations), values), np.float64)
 
 
 def default_target_return(config: Any, meta: dict) -> float | None:
@@ -349,6 +420,10 @@ class FitResult:
     step: int
     final_eval: list[dict] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
+    population: Optional[Population] = None
+    """The members when the run trained a population (``states``' leading axis is then members x seeds)."""
+    members: list[dict] = field(default_factory=list)
+    """One row per population member (also in ``population.jsonl``/``.csv``)."""
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -390,13 +465,15 @@ class LoopSettings(Checked):
     """How seeds share a compiled call."""
 
 
-def _check_finite(states, step: int, run_dir: Path, algo_name: str) -> None:
+def _check_finite(states, step: int, run_dir: Path, algo_name: str, population=None, seeds: int = 1) -> None:
     finite = np.asarray(_finite_per_seed(states))
     bad = np.flatnonzero(~finite)
     if bad.size:
-        seeds = finite.size
+        where = f"seed index {bad.tolist()} (of {finite.size})"
+        if population is not None:
+            where = "population member(s) " + "; ".join(sorted({population.label(int(a) // seeds) for a in bad}))
         raise TrainingDivergedError(
-            f"training diverged: the {algo_name} state of seed index {bad.tolist()} (of {seeds}) holds NaN or Inf after "
+            f"training diverged: the {algo_name} state of {where} holds NaN or Inf after "
             f"update {step}; no checkpoint was written from it (the last one in {run_dir}, if any, is finite). "
             "Fix: lower the learning rates (--algo.*-lr), check the reward scale (--reward-scaling) and the "
             "algorithm's regularisation weights, then train again.")
@@ -441,6 +518,8 @@ def fit(
     evaluate_at_end: bool = True,
     plot: bool = True,
     seed_strategy: str = "auto",
+    population: Population | dict | None = None,
+    on_eval: Any = None,
 ) -> FitResult:
     """Train ``seeds`` agents of the algorithm whose ``Config`` is ``algo_config`` on ``dataset``.
 
@@ -452,6 +531,11 @@ def fit(
     ``resume=RUN_DIR`` continues a killed run from its last checkpoint with its stored settings; it
     ends with the same parameters as an uninterrupted run. Each checkpoint keeps the one it replaces
     as ``checkpoint.prev.msgpack``; a resume whose latest checkpoint is damaged continues from that one.
+
+    ``population`` (a :class:`offrl.population.Population`, or ``{"beta": [1, 3]}``: aligned member values)
+    trains ``seeds`` agents of each member config in the same compiled calls; the run folder then also
+    holds ``population.jsonl``/``.csv`` with one row per member. ``on_eval(row)`` is called after each
+    evaluation (a row of ``eval.jsonl``; with a population its ``per_member_*`` lists).
     """
     from offrl.data import load_dataset
 
@@ -468,6 +552,7 @@ def fit(
         steps, seed, seeds, chunk = loop["steps"], loop["seed"], loop["seeds"], loop["chunk"]
         eval_interval, eval_episodes, checkpoint_interval = loop["eval_interval"], loop["eval_episodes"], loop["checkpoint_interval"]
         seed_strategy = loop.get("seed_strategy", seed_strategy)  # same program as before the kill
+        population = Population.from_dict(meta_prev["population"]) if meta_prev.get("population") else None
         if not isinstance(dataset, Dataset):
             dataset = meta_prev["dataset_source"]
     else:
@@ -476,6 +561,17 @@ def fit(
                  checkpoint_interval=checkpoint_interval, normalize_observations=normalize_observations,
                  reward_scaling=reward_scaling, seed_strategy=seed_strategy)  # ConfigError on a value out of range
     strategy = resolve_seed_strategy(seed_strategy)
+    if isinstance(population, dict):
+        population = Population.of(algo.config_cls, population)
+    host_reads = None
+    if population is not None:
+        if algo.stateful:
+            raise ConfigError(f"{algo.name} is a sequence policy: populations (--grid) train stateless algorithms only. "
+                              "Fix: run one value per process, e.g. with `offrl sweep`")
+        check_members(algo_config, population)  # every member's config builds, before any data loads
+        algo_config = population.member_config(algo_config, 0)  # the run's config: member 0's values
+        host_config, host_reads = recording(algo_config)
+    agents = seeds * (population.size if population is not None else 1)
 
     dataset_source = str(dataset) if not isinstance(dataset, Dataset) else (dataset.info.name or "<in-memory>")
     if not isinstance(dataset, Dataset):
@@ -483,7 +579,7 @@ def fit(
     check_action_kind(algo, DataSpec.from_dataset(dataset))  # before anything is put on the device or compiled
 
     if algo.prepare_dataset is not None:
-        dataset = algo.prepare_dataset(algo_config, dataset)
+        dataset = algo.prepare_dataset(algo_config if population is None else host_config, dataset)
     if meta_prev is not None:
         transforms = Transforms.from_dict(meta_prev["transforms"])
     else:
@@ -492,12 +588,18 @@ def fit(
             normalize_observations=algo.normalize_observations if normalize_observations is None else normalize_observations,
             reward_scaling=algo.reward_scaling if reward_scaling is None else reward_scaling,
         )
-    data = device_data(algo, algo_config, dataset, transforms)
-    if strategy == "map" and seeds > 1:
-        data = replicate_data(data)  # several local devices: the seeds train on them at once
+    data = device_data(algo, algo_config if population is None else host_config, dataset, transforms)
     spec = DataSpec.from_dataset(dataset)
+    members = values = None
+    if population is not None:  # refuse a field read on the host or one that cannot be traced, before compiling
+        refuse_host_reads(algo, algo_config, population, host_reads)
+        check_traceable(algo, algo_config, spec, steps, population, lambda v: _one_update(algo, algo_config, spec, steps, data, v))
+        members = Members(population.names, spec, steps)
+        values = {k: jnp.asarray(v) for k, v in population.agent_values(algo.config_cls, seeds).items()}
+    if strategy == "map" and agents > 1:
+        data = replicate_data(data)  # several local devices: the seeds train on them at once
 
-    states, train_keys = init_agents(algo, algo_config, spec, seed, seeds, steps)
+    states, train_keys = init_agents(algo, algo_config, spec, seed, seeds, steps, population)
     start_step = 0
     if meta_prev is not None:
         if DataSpec(**meta_prev["spec"]) != spec:
@@ -519,20 +621,23 @@ def fit(
     if algo.return_conditioned:  # the range a requested return is checked against (offrl eval --target-returns)
         returns = dataset.episode_returns()
         meta["episode_returns"] = {"min": float(returns.min()), "max": float(returns.max())}
+    if population is not None:
+        meta["population"] = population.to_dict()
     (run_dir / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     logger = RunLogger(run_dir, tensorboard=tensorboard, resume_step=start_step if meta_prev is not None else None)
 
     can_eval = dataset.info.env_id is not None and eval_episodes > 0
     target = default_target_return(algo_config, meta)
-    policy = make_policy(algo, algo_config, transforms, spec, target) if can_eval else None
-    start_values = make_start_values(algo, algo_config, transforms) if can_eval else None
+    policy = make_policy(algo, algo_config, transforms, spec, target, members=members, values=values) if can_eval else None
+    varies_discount = population is not None and "discount" in population.names
+    start_values = make_start_values(algo, algo_config, transforms, members, values) if can_eval and not varies_discount else None
 
     def run_eval(step: int, policy=policy) -> list[dict]:
         from offrl.evaluate import evaluate
 
         discount = getattr(algo_config, "discount", None) if start_values is not None else None
         results = evaluate(
-            (lambda *obs: policy(states, *obs)), dataset.info.env_id, episodes=eval_episodes, num_policies=seeds,
+            (lambda *obs: policy(states, *obs)), dataset.info.env_id, episodes=eval_episodes, num_policies=agents,
             seed=10_000, env_kwargs=dataset.info.env_kwargs or None,
             ref_min_score=dataset.info.ref_min_score, ref_max_score=dataset.info.ref_max_score,
             discount=discount, reward_transform=transforms.scale_rewards, obs_layout=dataset.info.obs_layout,
@@ -548,7 +653,14 @@ def fit(
                        q_ratio=float(q.mean() / realised.mean()) if realised.mean() != 0 else None,
                        per_seed_q_estimate=[float(v) for v in q.mean(axis=1)],
                        per_seed_discounted_return=[float(v) for v in realised.mean(axis=1)])
+        if population is not None:
+            by_member = member_rows(population, seeds, results, None, step)
+            row["per_member_return_mean"] = [r["return_mean"] for r in by_member]
+            if by_member[0].get("normalized_score") is not None:
+                row["per_member_score"] = [r["normalized_score"] for r in by_member]
         logger.log("eval", row)
+        if on_eval is not None:
+            on_eval(row)
         return results
 
     def checkpoint(step: int) -> None:
@@ -558,21 +670,21 @@ def fit(
     chunk_fns: dict[int, Any] = {}
     next_eval = (start_step // eval_interval + 1) * eval_interval if eval_interval else None
     next_ckpt = (start_step // checkpoint_interval + 1) * checkpoint_interval
-    step, last_score, final_eval = start_step, None, []
+    step, last_score, final_eval, metrics = start_step, None, [], None
     t_start, steps_done = time.perf_counter(), 0
     bar = _Progress(enabled=progress, total=steps, start=start_step, title=f"{algo.name} on {dataset.info.name or 'dataset'}")
     try:
         while step < steps:
             n = min(chunk, steps - step)
             if n not in chunk_fns:
-                chunk_fns[n] = make_train_chunk(algo, algo_config, n, seeds, strategy)
+                chunk_fns[n] = make_train_chunk(algo, algo_config, n, agents, strategy, members)
             t0 = time.perf_counter()
-            states, train_keys, metrics = chunk_fns[n](states, train_keys, data)
+            states, train_keys, metrics = chunk_fns[n](states, train_keys, data, values)
             metrics = jax.device_get(metrics)
             dt = time.perf_counter() - t0
             step += n
             steps_done += n
-            _check_finite(states, step, run_dir, algo.name)  # before any checkpoint or eval of a NaN state
+            _check_finite(states, step, run_dir, algo.name, population, seeds)  # before any checkpoint or eval of a NaN state
             row = {"step": step, "updates_per_s": n / dt, "elapsed_s": time.perf_counter() - t_start}
             for key, value in metrics.items():
                 value = np.asarray(value, np.float64)
@@ -601,9 +713,30 @@ def fit(
     finally:
         bar.close()
         logger.close()
+    rows = []
+    if population is not None:
+        rows = member_rows(population, seeds, final_eval, metrics, step)
+        if final_eval or not (run_dir / "population.jsonl").exists():  # a finished run resumed keeps its rows
+            write_member_rows(run_dir, rows)
+        else:
+            rows = read_jsonl(run_dir / "population.jsonl")
     if plot:
         plot_run(run_dir)
-    return FitResult(run_dir=run_dir, states=states, transforms=transforms, step=step, final_eval=final_eval)
+    return FitResult(run_dir=run_dir, states=states, transforms=transforms, step=step, final_eval=final_eval,
+                     population=population, members=rows)
+
+
+def _one_update(algo: Algo, config: Any, spec: DataSpec, total_steps: int, data, values: dict):
+    """init, one batch, one update and one action of an agent with traced member ``values`` (traced abstractly by
+    :func:`offrl.population.check_traceable`: nothing runs)."""
+    cfg = traced_config(config, values)
+    key = jax.random.PRNGKey(0)
+    state = algo.init(cfg, spec, key, total_steps)
+    if algo.rollout is not None:
+        int(algo.rollout_every(cfg))
+        state, _ = algo.rollout(cfg, state, data, key)
+    state, metrics = algo.update(cfg, state, algo.make_batch(cfg, data, key), key)
+    return state, metrics, algo.act(cfg, state, jnp.zeros((1, spec.obs_dim), jnp.float32), key, True)
 
 
 def _headline(row: dict) -> str:
