@@ -150,3 +150,12 @@ def test_import_offrl_data_alone_resolves_builtin_names(tmp_path):
     env = {"OFFRL_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(SRC.parent)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_generative_pieces_sit_below_the_algorithms():
+    """``offrl.generative`` (schedules, samplers, flow matching) takes its models as functions: it imports no
+    other offrl unit, and the units below the algorithms do not import it."""
+    graph = import_graph()
+    assert graph["generative"] == set(), f"offrl.generative imports {sorted(graph['generative'])}"
+    users = sorted(u for u, deps in graph.items() if "generative" in deps)
+    assert set(users) <= {"algos"}, f"only algorithms use offrl.generative, not {users}"

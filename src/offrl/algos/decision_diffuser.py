@@ -35,10 +35,10 @@ from offrl.nets import MLP, Denoiser
 
 @dataclass(frozen=True)
 class Config(Checked):
-    """Decision Diffuser; the guidance, condition dropout and target return are the paper's (Ajay et al. 2023,
-    App. C); horizon, diffusion steps and network are reduced so that planning every step is practical on a CPU."""
+    """Decision Diffuser; the guidance, condition dropout and target return are the paper's (Ajay et al. 2023);
+    horizon, diffusion steps and network are reduced so that planning every step is practical on a CPU."""
 
-    horizon: int = integer(8, ge=2)
+    planning_horizon: int = integer(8, ge=2)
     """States H per planned window (the paper: 100 on locomotion)."""
     diffusion_steps: int = integer(50, ge=1)
     """Diffusion steps K of training (the paper: 200)."""
@@ -88,7 +88,7 @@ def make_batch(config: Config, data: DeviceData, key: jax.Array) -> Batch:
     """Uniform transitions plus ``extras["window"]`` [B, H, obs_dim] (the H states from each, the last state
     repeated past the episode's end) and ``extras["condition"]`` [B]."""
     idx = jax.random.randint(key, (config.batch_size,), 0, data.size)
-    steps = jnp.minimum(idx[:, None] + jnp.arange(config.horizon), data.episode_end_index[idx][:, None])
+    steps = jnp.minimum(idx[:, None] + jnp.arange(config.planning_horizon), data.episode_end_index[idx][:, None])
     return Batch(observations=data.observations[idx], actions=data.actions[idx], rewards=data.rewards[idx],
                  next_observations=data.next_observations[idx], terminals=data.terminals[idx],
                  discounts=jnp.full((config.batch_size,), config.discount),
@@ -97,8 +97,8 @@ def make_batch(config: Config, data: DeviceData, key: jax.Array) -> Batch:
 
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
     k_diffuser, k_inverse = jax.random.split(key)
-    flat = jnp.zeros((1, config.horizon * spec.obs_dim))
-    diffuser_net = Denoiser(config.hidden_dims, config.horizon * spec.obs_dim)
+    flat = jnp.zeros((1, config.planning_horizon * spec.obs_dim))
+    diffuser_net = Denoiser(config.hidden_dims, config.planning_horizon * spec.obs_dim)
     inverse_net = MLP(config.inverse_hidden_dims, spec.action_dim)
     diffuser = TrainState.create(apply_fn=diffuser_net.apply, params=diffuser_net.init(k_diffuser, flat, jnp.zeros((1,)), jnp.zeros((1, 2))),
                                  tx=optax.adam(config.lr))
@@ -146,9 +146,9 @@ def plan(config: Config, state: State, observations: jax.Array, key: jax.Array, 
         eps = state.diffuser.apply_fn(state.diffuser.params, jnp.concatenate([x, x]), jnp.concatenate([t, t]), both)
         return guided_epsilon(eps[:b], eps[b:], guidance)
 
-    x = jax.random.normal(key, (b, config.horizon * d))
+    x = jax.random.normal(key, (b, config.planning_horizon * d))
     schedule = make_schedule(config.schedule, config.diffusion_steps)
-    return ddim_sample(model, schedule, x, min(config.sampling_steps, config.diffusion_steps), constrain=fix).reshape(b, config.horizon, d)
+    return ddim_sample(model, schedule, x, min(config.sampling_steps, config.diffusion_steps), constrain=fix).reshape(b, config.planning_horizon, d)
 
 
 def act(config: Config, state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:

@@ -31,7 +31,7 @@ from offrl.nets import Critic, Denoiser, choose_by_q, q_on_action_sets
 
 @dataclass(frozen=True)
 class Config(Checked):
-    """Diffusion-QL; defaults are the authors' D4RL locomotion settings (Wang et al. 2023, Table 6 and their code)."""
+    """Diffusion-QL; defaults are the authors' D4RL locomotion settings (Wang et al. 2023, hyperparameter table, and their code)."""
 
     eta: float = number(1.0, ge=0)
     """Weight of the normalised Q term in the policy loss (1.0 on every locomotion dataset in the paper)."""

@@ -31,11 +31,11 @@ from offrl.nets import MLP, Critic, Denoiser
 
 @dataclass(frozen=True)
 class Config(Checked):
-    """FQL; defaults are the authors' (Park et al. 2025, Table 5 and ``agents/fql.py``) except the flow network's
+    """FQL; defaults are the authors' (Park et al. 2025 and their ``agents/fql.py``) except the flow network's
     shape (offrl's shared denoiser: residual blocks, sinusoidal time embedding)."""
 
     alpha: float = number(10.0, ge=0)
-    """Weight of the distillation loss (the paper tunes it per task, 3 to 1000; 10 is the code's default)."""
+    """Weight of the distillation loss (the paper tunes it per task; 10 is the code's default)."""
     flow_steps: int = integer(10, ge=1)
     """Euler steps of the flow policy when it makes the distillation targets."""
     q_agg: Literal["mean", "min"] = choice("mean")

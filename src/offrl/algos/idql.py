@@ -30,7 +30,7 @@ from offrl.nets import Critic, Denoiser, ValueNet, choose_by_q, q_on_action_sets
 
 @dataclass(frozen=True)
 class Config(Checked):
-    """IDQL; defaults follow the paper's locomotion setting (Hansen-Estruch et al. 2023, Sec. 5 and App. B):
+    """IDQL; defaults follow the paper's locomotion setting (Hansen-Estruch et al. 2023):
     IQL's critic, an LN-ResNet denoiser with 3 blocks of 256, 5 VP diffusion steps."""
 
     expectile: float = number(0.7, gt=0, lt=1)
