@@ -113,7 +113,7 @@ def diffusion_loss(config: Config, state: State, params, batch: Batch, key: jax.
     d = state.obs_dim
     x0 = batch.extras["window"].reshape(batch.observations.shape[0], -1)
     noisy, t, eps = diffusion_inputs(make_schedule(config.schedule, config.diffusion_steps), x0, noise_key)
-    noisy = noisy.at[:, :d].set(x0[:, :d])
+    noisy = jnp.concatenate([x0[:, :d], noisy[:, d:]], axis=-1)
     keep = jax.random.bernoulli(drop_key, 1.0 - config.condition_dropout, t.shape).astype(jnp.float32)
     condition = jnp.stack([batch.extras["condition"] * keep, keep], axis=-1)
     loss = epsilon_loss(state.diffuser.apply_fn(params, noisy, t, condition)[:, d:], eps[:, d:])
@@ -138,13 +138,12 @@ def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[
 def plan(config: Config, state: State, observations: jax.Array, key: jax.Array, target: float, guidance: float) -> jax.Array:
     """Windows [B, H, obs_dim] from the current states: guided DDIM with x[0] = s at every step."""
     b, d = observations.shape[0], state.obs_dim
-    fix = lambda x: x.at[:, :d].set(observations)
-    cond = jnp.broadcast_to(jnp.asarray([target, 1.0]), (b, 2))
-    both = jnp.concatenate([jnp.zeros((b, 2)), cond], axis=0)  # unconditional rows, then conditional rows
+    fix = lambda x: jnp.concatenate([observations, x[:, d:]], axis=-1)
+    cond, uncond = jnp.broadcast_to(jnp.asarray([target, 1.0]), (b, 2)), jnp.zeros((b, 2))
 
     def model(x, t):
-        eps = state.diffuser.apply_fn(state.diffuser.params, jnp.concatenate([x, x]), jnp.concatenate([t, t]), both)
-        return guided_epsilon(eps[:b], eps[b:], guidance)
+        eps = lambda c: state.diffuser.apply_fn(state.diffuser.params, x, t, c)
+        return guided_epsilon(eps(uncond), eps(cond), guidance)
 
     x = jax.random.normal(key, (b, config.planning_horizon * d))
     schedule = make_schedule(config.schedule, config.diffusion_steps)

@@ -112,6 +112,13 @@ def _x0_and_eps(x, eps, abar, clip):
     return x0, eps
 
 
+def _step_noise(key: jax.Array, steps: int, x: jax.Array) -> jax.Array:
+    """z ~ N(0, I) for every step, [steps, *x.shape]; drawn row-major in the rows of x ([*x.shape[:-1], steps, d])
+    so that each row's noise does not depend on how many rows there are (the ONNX exporter tabulates it)."""
+    z = jax.random.normal(key, x.shape[:-1] + (steps, x.shape[-1]), x.dtype)
+    return jnp.moveaxis(z, -2, 0)
+
+
 def ddpm_sample(model: Model, schedule: DiffusionSchedule, x: jax.Array, key: jax.Array, clip: float | None = None,
                 constrain: Callable[[jax.Array], jax.Array] | None = None) -> jax.Array:
     """Ancestral sampling: K reverse steps from ``x`` = x_K ~ N(0, I) [..., d] as one ``lax.scan``.
@@ -122,7 +129,7 @@ def ddpm_sample(model: Model, schedule: DiffusionSchedule, x: jax.Array, key: ja
     """
     k_total = schedule.steps
     t_shape = x.shape[:-1]
-    noise = jax.random.normal(key, (k_total,) + x.shape, x.dtype)
+    noise = _step_noise(key, k_total, x)
     constrain = constrain or (lambda v: v)
 
     def step(x, inputs):
@@ -161,7 +168,7 @@ def ddim_sample(model: Model, schedule: DiffusionSchedule, x: jax.Array, steps: 
     t_shape = x.shape[:-1]
     constrain = constrain or (lambda v: v)
     if eta > 0:
-        noise = jax.random.normal(key, (len(ks),) + x.shape, x.dtype)
+        noise = _step_noise(key, len(ks), x)
     else:
         noise = jnp.zeros((len(ks),) + (1,) * x.ndim, x.dtype)
 
