@@ -7,7 +7,9 @@ Training is timed as ``benchmarks/speed.py`` times it (the algorithm's preproces
 ``make_train_chunk``: compiled first, one warm-up chunk, then whole timed chunks). Acting is the jitted
 ``act(config, state, observations, key, deterministic=False)`` of one seed on a batch of E observations, as
 ``offrl.evaluate`` steps E environments at once: compiled and called once first, then timed over repeated calls;
-actions/s = E * calls / seconds. The data is ``speed.py``'s synthetic Hopper-sized set (obs 11, act 3).
+actions/s = E * calls / seconds. Rates are per second of this process's CPU time (single-threaded XLA, one
+core), so that a machine shared with other jobs slows the wall clock but not the rate; wall-clock rates and
+CPU/wall are in the .json. The data is ``speed.py``'s synthetic Hopper-sized set (obs 11, act 3).
 XLA runs one thread and the process is pinned to one core (set before jax is imported).
 """
 
@@ -71,9 +73,9 @@ def main(argv=None) -> int:
         c0, t0 = time.process_time(), time.perf_counter()
         for _ in range(n_chunks):
             states, keys, metrics = jax.block_until_ready(chunk(states, keys, data))
-        seconds = time.perf_counter() - t0
-        row = {"algo": name, "updates_per_s": n_chunks * args.chunk / seconds, "train_cpu_per_wall": (time.process_time() - c0) / seconds,
-               "train_compile_and_warmup_s": compile_s, "act": {}}
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        row = {"algo": name, "updates_per_s": n_chunks * args.chunk / cpu, "updates_per_wall_s": n_chunks * args.chunk / seconds,
+               "train_cpu_per_wall": cpu / seconds, "train_compile_and_warmup_s": compile_s, "act": {}}
         state = jax.tree.map(lambda x: x[0], states)
         act = jax.jit(lambda s, o, k: algo.act(config, s, o, k, False))
         for e in envs:
@@ -81,19 +83,20 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             jax.block_until_ready(act(state, obs, jax.random.PRNGKey(0)))
             act_compile = time.perf_counter() - t0
-            calls, t0 = 0, time.perf_counter()
-            while calls < 3 or time.perf_counter() - t0 < args.act_seconds:
+            calls, c0, t0 = 0, time.process_time(), time.perf_counter()
+            while calls < 3 or time.process_time() - c0 < args.act_seconds:
                 jax.block_until_ready(act(state, obs, jax.random.PRNGKey(calls)))
                 calls += 1
-            seconds = time.perf_counter() - t0
-            row["act"][e] = {"actions_per_s": e * calls / seconds, "ms_per_call": 1000 * seconds / calls, "compile_s": act_compile}
-            speed.say(f"{name}: {row['updates_per_s']:.1f} updates/s; act E={e}: {e * calls / seconds:,.0f} actions/s")
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+            row["act"][e] = {"actions_per_s": e * calls / cpu, "ms_per_call": 1000 * cpu / calls, "actions_per_wall_s": e * calls / seconds,
+                             "cpu_per_wall": cpu / seconds, "compile_s": act_compile}
+            speed.say(f"{name}: {row['updates_per_s']:.1f} updates/CPU-s; act E={e}: {e * calls / cpu:,.0f} actions/CPU-s")
         rows.append(row)
     report = {"argv": sys.argv[1:], "commit": speed.git_commit(), "cpu": speed.cpu_model(), "core": core,
               "XLA_FLAGS": os.environ["XLA_FLAGS"], "jax": jax.__version__, "offrl": offrl.__version__,
               "load_average_start": load_start, "load_average_end": speed.load_average(), "size": args.size,
               "updates": args.updates, "chunk": args.chunk, "rows": rows}
-    lines = ["| algorithm | updates/s | compile + warm-up s | " + " | ".join(f"actions/s (E={e}) | ms/call (E={e})" for e in envs) + " |",
+    lines = ["| algorithm | updates/CPU-s | compile + warm-up s (wall) | " + " | ".join(f"actions/CPU-s (E={e}) | CPU ms/call (E={e})" for e in envs) + " |",
              "|---|---:|---:|" + "---:|---:|" * len(envs)]
     for r in rows:
         acts = " | ".join(f"{r['act'][e]['actions_per_s']:,.0f} | {r['act'][e]['ms_per_call']:.1f}" for e in envs)

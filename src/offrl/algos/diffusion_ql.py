@@ -1,7 +1,7 @@
 """Diffusion-QL (Wang, Hunt & Zhou 2023): a diffusion policy trained by denoising plus Q through its chain.
 
   critic: L_Q  = sum_i E_D[ (r + discount (1 - d) min_i Q'_i(s', a') - Q_i(s, a))^2 ],  a' ~ p_ema(. | s')
-  actor:  L_pi = L_eps(theta) - eta E_s[ Q_j(s, a_theta) ] / E_s[ |Q_{j'}(s, a_theta)| ]
+  actor:  L_pi = L_eps(theta) - alpha E_s[ Q_j(s, a_theta) ] / E_s[ |Q_{j'}(s, a_theta)| ]
           L_eps = E_{k, eps}[ || eps_theta(sqrt(abar_k) a + sqrt(1 - abar_k) eps, k | s) - eps ||^2 ]
           a_theta ~ p_theta(. | s): K ancestral steps (clipped to [-1, 1]), differentiated through the whole chain;
           j is one critic drawn at random each update, j' the other, and the denominator holds no gradient
@@ -33,8 +33,9 @@ from offrl.nets import Critic, Denoiser, choose_by_q, q_on_action_sets
 class Config(Checked):
     """Diffusion-QL; defaults are the authors' D4RL locomotion settings (Wang et al. 2023, hyperparameter table, and their code)."""
 
-    eta: float = number(1.0, ge=0)
-    """Weight of the normalised Q term in the policy loss (1.0 on every locomotion dataset in the paper)."""
+    alpha: float = number(1.0, ge=0)
+    """Weight of the normalised Q term against the denoising loss, larger is greedier (the paper's eta: 1.0 on
+    every locomotion dataset)."""
     discount: float = number(0.99, ge=0, le=1)
     """Discount factor gamma."""
     tau: float = number(0.005, gt=0, le=1)
@@ -114,7 +115,7 @@ def critic_loss(config: Config, state: State, params, batch: Batch, key: jax.Arr
 
 
 def actor_loss(config: Config, state: State, params, batch: Batch, key: jax.Array) -> tuple[jax.Array, dict]:
-    """Denoising loss plus eta times the normalised Q of actions sampled through the whole chain."""
+    """Denoising loss plus alpha times the normalised Q of actions sampled through the whole chain."""
     bc_key, sample_key, member_key = jax.random.split(key, 3)
     noisy, t, eps = diffusion_inputs(make_schedule(config.schedule, config.diffusion_steps), batch.actions, bc_key)
     bc = epsilon_loss(state.actor.apply_fn(params, noisy, t, batch.observations), eps)
@@ -122,7 +123,7 @@ def actor_loss(config: Config, state: State, params, batch: Batch, key: jax.Arra
     q = state.critic.apply_fn(state.critic.params, batch.observations, actions)  # [2, B]
     j = jax.random.bernoulli(member_key).astype(jnp.int32)
     q_loss = -q[j].mean() / jax.lax.stop_gradient(jnp.abs(q[1 - j]).mean())
-    loss = bc + config.eta * q_loss
+    loss = bc + config.alpha * q_loss
     return loss, {"actor_loss": loss, "bc_loss": bc, "q_loss": q_loss}
 
 

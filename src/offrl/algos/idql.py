@@ -6,7 +6,7 @@ enters only at act time, re-sampling N behaviour samples by Q:
   critic:  L_Q   = sum_i E_D[ (r + discount (1 - d) V(s') - Q_i(s, a))^2 ]
   policy:  L_eps = E_{k, eps}[ || eps_theta(sqrt(abar_k) a + sqrt(1 - abar_k) eps, k | s) - eps ||^2 ]
   act:     a_1..a_N ~ p_theta(. | s) (K ancestral steps, clipped to [-1, 1]),
-           a = argmax_j min_i Q'_i(s, a_j)   or   a_j drawn with probability softmax(Q / temperature)_j
+           a = argmax_j min_i Q'_i(s, a_j)   or   a_j drawn with probability softmax(beta Q)_j
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ class Config(Checked):
     num_samples: int = integer(32, ge=1)
     """Behaviour samples N per state at act time, among which Q chooses."""
     selection: Literal["argmax", "softmax"] = choice("argmax")
-    """How Q chooses among the samples: the greedy one, or one drawn from softmax(Q / temperature)."""
-    temperature: float = number(1.0, gt=0)
-    """Temperature of the ``softmax`` selection."""
+    """How Q chooses among the samples: the greedy one, or one drawn from softmax(beta Q)."""
+    beta: float = number(1.0, gt=0)
+    """Inverse temperature of the ``softmax`` selection."""
     actor_hidden_dims: tuple[int, ...] = sizes((256, 256, 256))
     """Residual LayerNorm blocks of the denoiser (``offrl.nets.Denoiser``)."""
     hidden_dims: tuple[int, ...] = sizes((256, 256))
@@ -144,7 +144,7 @@ def act(config: Config, state: State, observations: jax.Array, key: jax.Array, d
     sample_key, choice_key = jax.random.split(key)
     actions = behaviour_samples(config, state, observations, sample_key)
     q = q_on_action_sets(state.critic.apply_fn, state.target_critic_params, observations, actions).min(axis=0)
-    return choose_by_q(actions, q, choice_key, config.selection, config.temperature)
+    return choose_by_q(actions, q, choice_key, config.selection, 1.0 / config.beta)
 
 
 def q_value(config: Config, state: State, observations: jax.Array, actions: jax.Array) -> jax.Array:
