@@ -68,3 +68,32 @@ def test_policy_improvement_chooses_the_rewarded_corner(name, overrides):
 def test_behaviour_cloning_does_not_choose_the_rewarded_corner():
     actions = bandit_actions("bc", STEPS)
     assert np.all(np.abs(actions) < 0.3), actions[:8]  # the data's mean, between the four corners
+
+
+def test_decision_diffuser_windows_stay_in_their_episode_and_returns_are_discounted():
+    """Two episodes of 3 and 4 steps, reward 1 per step: the condition is the discounted return-to-go, min-max
+    normalised; each window holds consecutive states of one episode, the last state repeated past its end."""
+    from offrl.algos import decision_diffuser as dd
+    from offrl.config import ConfigError
+    from offrl.data import to_device
+
+    n = 7
+    obs = np.arange(n, dtype=np.float32)[:, None]  # state i is the number i
+    ends = np.zeros(n, np.float32)
+    ends[[2, 6]] = 1
+    dataset = Dataset.from_arrays(observations=obs, actions=np.zeros((n, 1), np.float32), rewards=np.ones(n, np.float32),
+                                  next_observations=obs + 1, terminals=np.zeros(n, np.float32), timeouts=ends,
+                                  info=DatasetInfo(name="two-episodes"))
+    config = dd.Config(planning_horizon=3, discount=0.5, batch_size=64)
+    arrays = {k: getattr(dataset, k) for k in ("observations", "actions", "rewards", "next_observations", "terminals")}
+    condition = dd.device_extras(config, arrays, dataset)["condition"]
+    returns = np.array([1.75, 1.5, 1.0, 1.875, 1.75, 1.5, 1.0])  # sum_k 0.5^k to each episode's end
+    np.testing.assert_allclose(condition, (returns - 1.0) / 0.875, rtol=1e-6)
+    data = to_device(arrays, dataset, {"condition": condition})
+    batch = jax.jit(lambda k: dd.make_batch(config, data, k))(jax.random.PRNGKey(0))
+    windows, first = np.asarray(batch.extras["window"])[..., 0], np.asarray(batch.observations)[:, 0]
+    last = np.where(first <= 2, 2, 6)
+    np.testing.assert_array_equal(windows, np.minimum(first[:, None] + np.arange(3), last[:, None]))
+    np.testing.assert_allclose(np.asarray(batch.extras["condition"]), condition[first.astype(int)])
+    with pytest.raises(ConfigError, match="sampling_steps = 60 exceeds diffusion_steps = 50"):
+        dd.init(dd.Config(sampling_steps=60), DataSpec(1, 1), jax.random.PRNGKey(0), 10)

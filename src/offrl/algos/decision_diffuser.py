@@ -26,7 +26,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
-from offrl.config import Checked, choice, integer, number, sizes
+from offrl.config import Checked, ConfigError, choice, integer, number, sizes
 from offrl.data.dataset import Dataset
 from offrl.data.sampling import Batch, DeviceData
 from offrl.generative import ddim_sample, diffusion_inputs, epsilon_loss, guided_epsilon, make_schedule
@@ -96,6 +96,10 @@ def make_batch(config: Config, data: DeviceData, key: jax.Array) -> Batch:
 
 
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
+    if config.sampling_steps > config.diffusion_steps:
+        raise ConfigError(f"decision_diffuser.Config.sampling_steps = {config.sampling_steps} exceeds diffusion_steps = "
+                          f"{config.diffusion_steps}: DDIM visits a subsequence of the trained steps. Fix: set "
+                          f"--algo.sampling-steps at most {config.diffusion_steps}")
     k_diffuser, k_inverse = jax.random.split(key)
     flat = jnp.zeros((1, config.planning_horizon * spec.obs_dim))
     diffuser_net = Denoiser(config.hidden_dims, config.planning_horizon * spec.obs_dim)
@@ -147,7 +151,7 @@ def plan(config: Config, state: State, observations: jax.Array, key: jax.Array, 
 
     x = jax.random.normal(key, (b, config.planning_horizon * d))
     schedule = make_schedule(config.schedule, config.diffusion_steps)
-    return ddim_sample(model, schedule, x, min(config.sampling_steps, config.diffusion_steps), constrain=fix).reshape(b, config.planning_horizon, d)
+    return ddim_sample(model, schedule, x, config.sampling_steps, constrain=fix).reshape(b, config.planning_horizon, d)
 
 
 def act(config: Config, state: State, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
