@@ -16,6 +16,7 @@ XLA runs one thread and the process is pinned to one core (set before jax is imp
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import sys
@@ -37,6 +38,8 @@ def parse_args(argv=None):
     p.add_argument("--envs", default="1,10,100", help="comma list of observation batch sizes for act")
     p.add_argument("--act-seconds", type=float, default=3.0, help="time spent calling act per batch size (at least 3 calls)")
     p.add_argument("--core", type=int, default=None, help="the one core to pin to (default: the last allowed)")
+    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                   help="config fields changed from the defaults, for every algorithm of the run (Python literals)")
     p.add_argument("--out", default=None, help="Markdown report (and .json of the same stem)")
     return p.parse_args(argv)
 
@@ -61,7 +64,8 @@ def main(argv=None) -> int:
     load_start = speed.load_average()
     for name in args.algos.split(","):
         algo = get_algo(name)
-        config = algo.config_cls()
+        overrides = {k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.set)}
+        config = algo.config_cls(**overrides)
         transforms = fit_transforms(dataset, algo.normalize_observations, algo.reward_scaling)
         data = device_data(algo, config, dataset, transforms)
         n_chunks = max(1, -(-args.updates // args.chunk))
@@ -74,7 +78,7 @@ def main(argv=None) -> int:
         for _ in range(n_chunks):
             states, keys, metrics = jax.block_until_ready(chunk(states, keys, data))
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        row = {"algo": name, "updates_per_s": n_chunks * args.chunk / cpu, "updates_per_wall_s": n_chunks * args.chunk / seconds,
+        row = {"algo": name, "set": args.set, "updates_per_s": n_chunks * args.chunk / cpu, "updates_per_wall_s": n_chunks * args.chunk / seconds,
                "train_cpu_per_wall": cpu / seconds, "train_compile_and_warmup_s": compile_s, "act": {}}
         state = jax.tree.map(lambda x: x[0], states)
         act = jax.jit(lambda s, o, k: algo.act(config, s, o, k, False))
@@ -100,7 +104,7 @@ def main(argv=None) -> int:
              "|---|---:|---:|" + "---:|---:|" * len(envs)]
     for r in rows:
         acts = " | ".join(f"{r['act'][e]['actions_per_s']:,.0f} | {r['act'][e]['ms_per_call']:.1f}" for e in envs)
-        lines.append(f"| {r['algo']} | {r['updates_per_s']:.1f} | {r['train_compile_and_warmup_s']:.1f} | {acts} |")
+        lines.append(f"| {r['algo']}{' ' + ' '.join(r['set']) if r['set'] else ''} | {r['updates_per_s']:.1f} | {r['train_compile_and_warmup_s']:.1f} | {acts} |")
     table = "\n".join(lines)
     print(table)
     if args.out:
