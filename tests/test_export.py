@@ -3,7 +3,8 @@
 Each algorithm's run folder holds an init-only checkpoint (weights perturbed so that no layer is
 trivially zero) written in the training loop's format, with observation normalisation on and
 asymmetric action bounds, so the exported files must carry the normalisation, the algorithm's own
-``act`` (argmax over sampled candidates for BCQ and BEAR, Q argmax for the discrete algorithms) and
+``act`` (argmax over sampled candidates for BCQ and BEAR, Q argmax for the discrete algorithms, the
+diffusion policies' sampling chains, unrolled from their ``lax.scan``) and
 the action scaling. Two seeds are stored and the second is exported.
 """
 
@@ -63,13 +64,18 @@ def observations(dataset, n, seed=1):
     return (dataset.observations.mean(0) + 3 * dataset.observations.std(0) * rng.normal(size=(n, dataset.obs_dim))).astype(np.float32)
 
 
-def assert_acts_like(got, want, discrete):
+# Policies that run a diffusion sampler: each reverse step divides by sqrt(abar_k) (down to e^-2.5 with 5 VP
+# steps), so float32 rounding that differs between XLA and onnxruntime grows along the chain.
+SAMPLING_CHAINS = {"idql": 1e-4, "diffusion_ql": 1e-4, "decision_diffuser": 1e-4}
+
+
+def assert_acts_like(got, want, discrete, tolerance=1e-5):
     if discrete:
         assert got.dtype == np.int64 and want.dtype == np.int64
         np.testing.assert_array_equal(got, want)
     else:
         assert got.dtype == np.float32
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
         assert np.all(got >= LOW) and np.all(got <= HIGH)
 
 
@@ -95,8 +101,9 @@ def test_exported_policies_act_like_the_agent(name, tmp_path):
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["observation"]
     assert [o.name for o in session.get_outputs()] == ["action"]
-    assert_acts_like(session.run(["action"], {"observation": obs})[0], want, discrete)
-    assert_acts_like(session.run(["action"], {"observation": obs[:1]})[0], want[:1], discrete)
+    tolerance = SAMPLING_CHAINS.get(name, 1e-5)
+    assert_acts_like(session.run(["action"], {"observation": obs})[0], want, discrete, tolerance)
+    assert_acts_like(session.run(["action"], {"observation": obs[:1]})[0], want[:1], discrete, tolerance)
 
     card = json.loads((tmp_path / "policy.onnx.json").read_text())
     assert card["algorithm"] == name and card["format"] == "onnx" and card["seed_index"] == 1
@@ -111,7 +118,7 @@ def test_exported_policies_act_like_the_agent(name, tmp_path):
     path = export_policy(tmp_path, "stablehlo", seed_index=1, agent=agent, verify=False)
     exported = jax_export.deserialize(bytearray(path.read_bytes()))
     got = np.asarray(exported.call(obs))
-    assert_acts_like(got.astype(np.int64) if discrete else got, want, discrete)
+    assert_acts_like(got.astype(np.int64) if discrete else got, want, discrete, tolerance)
     assert json.loads((tmp_path / "policy.stablehlo.json").read_text())["format"] == "stablehlo"
 
 
@@ -198,3 +205,27 @@ def test_sequence_policies_are_refused_with_a_clear_message(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "rvs is a sequence policy" in err and "agent.reset()" in err and err.count("\n") == 1, err
     assert not (tmp_path / "policy.onnx").exists()
+
+def test_onnx_unrolls_a_scan_and_refuses_stacked_outputs():
+    """A sampler's ``lax.scan`` (carry only; per-step inputs that do not depend on the observations, e.g. the
+    step index and fixed noise) becomes one copy of its body per step; a scan that stacks outputs is refused."""
+    import jax.numpy as jnp
+
+    from offrl.export import ExportError, to_onnx
+
+    noise = np.random.default_rng(0).normal(size=(4, 1, 3)).astype(np.float32)
+
+    def f(obs):  # obs [B, 3]
+        def step(x, inputs):
+            k, z = inputs
+            return jnp.tanh(0.9 * x + 0.1 * k) + 0.05 * z, None
+
+        return jax.lax.scan(step, obs, (jnp.arange(4, dtype=jnp.float32), jnp.asarray(noise)), reverse=True)[0]
+
+    model, _ = to_onnx(f, 3, discrete=False, max_batch=8)
+    assert "Scan" not in {n.op_type for n in model.graph.node}
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    obs = np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32)
+    np.testing.assert_allclose(session.run(["action"], {"observation": obs})[0], np.asarray(f(obs)), atol=1e-6)
+    with pytest.raises(ExportError, match="stacks per-step outputs"):
+        to_onnx(lambda obs: jax.lax.scan(lambda c, x: (c + x, c), obs, jnp.ones((2, 1, 3)))[1].sum(0), 3, discrete=False, max_batch=8)

@@ -156,3 +156,11 @@ def test_ope_sits_below_the_algorithms_and_the_cli():
     graph = import_graph()
     above = {"algos", "train", "agent", "cli", "offpolicy", "evaluate", "datasets"}
     assert not graph["ope"] & above, f"offrl.ope imports {sorted(graph['ope'] & above)}"
+
+def test_generative_pieces_sit_below_the_algorithms():
+    """``offrl.generative`` (schedules, samplers, flow matching) takes its models as functions: it imports no
+    other offrl unit, and the units below the algorithms do not import it."""
+    graph = import_graph()
+    assert graph["generative"] == set(), f"offrl.generative imports {sorted(graph['generative'])}"
+    users = sorted(u for u, deps in graph.items() if "generative" in deps)
+    assert set(users) <= {"algos"}, f"only algorithms use offrl.generative, not {users}"

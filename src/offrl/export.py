@@ -137,12 +137,38 @@ class _Flat:
             if name in _CALLS and sub is not None:
                 inner, inner_consts = (sub.jaxpr, sub.consts) if hasattr(sub, "consts") else (sub, [])
                 outs = self._inline(inner, inner_consts, args)
+            elif name == "scan":  # a sampler's reverse chain: unrolled, one copy of the body per step
+                outs = self._unroll_scan(eqn, args)
             else:
                 outs = [self._slot(v.aval) for v in eqn.outvars]
                 self.eqns.append(_Eqn(eqn.primitive, args, outs, dict(eqn.params)))
             for v, o in zip(eqn.outvars, outs):
                 env[v] = o
         return [read(v) for v in jaxpr.outvars]
+
+    def _unroll_scan(self, eqn, args) -> list:
+        """The carries after ``length`` inlined copies of a ``lax.scan`` body, each reading row i of the scanned
+        inputs (a ``slice`` and a ``squeeze``). Scans that stack outputs are refused."""
+        p = eqn.params
+        n_consts, n_carry, body = p["num_consts"], p["num_carry"], p["jaxpr"]
+        if len(eqn.outvars) > n_carry:
+            raise ExportError("the policy uses a lax.scan that stacks per-step outputs, which the ONNX exporter does "
+                              "not translate; export with --format stablehlo instead")
+        consts, carry, xs = args[:n_consts], list(args[n_consts:n_consts + n_carry]), args[n_consts + n_carry:]
+        steps = range(p["length"] - 1, -1, -1) if p["reverse"] else range(p["length"])
+        for i in steps:
+            rows = []
+            for x in xs:
+                aval = self.avals[x] if not isinstance(x, _Lit) else jax.core.get_aval(x.value)
+                shape = tuple(aval.shape)
+                one = self._slot(aval.update(shape=(1,) + shape[1:]))
+                self.eqns.append(_Eqn(jax.lax.slice_p, [x], [one], dict(
+                    start_indices=(i,) + (0,) * (len(shape) - 1), limit_indices=(i + 1,) + shape[1:], strides=None)))
+                row = self._slot(aval.update(shape=shape[1:]))
+                self.eqns.append(_Eqn(jax.lax.squeeze_p, [one], [row], dict(dimensions=(0,))))
+                rows.append(row)
+            carry = self._inline(body.jaxpr, body.consts, list(consts) + carry + rows)
+        return carry
 
     def signature(self) -> list:
         return [(e.prim.name, len(e.ins), len(e.outs)) for e in self.eqns]

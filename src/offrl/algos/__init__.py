@@ -12,5 +12,6 @@ from offrl.algos import edac, rebrac  # noqa: E402,F401
 from offrl.algos import bc_discrete, cql_discrete, dqn_offline, iql_discrete  # noqa: E402,F401
 from offrl.algos import combo, mobile, mopo  # noqa: E402,F401
 from offrl.algos import dt, rvs  # noqa: E402,F401
+from offrl.algos import decision_diffuser, diffusion_ql, fql, idql  # noqa: E402,F401
 
 __all__ = ["Algo", "DataSpec", "algo_for_config", "get_algo", "list_algos", "register"]

@@ -289,3 +289,6 @@ from offrl.nets.behaviour import (  # noqa: E402,F401
 
 # Discrete-action Q ensembles (one output per action) live in their own module (they use MLP above).
 from offrl.nets.discrete import DiscreteCritic  # noqa: E402,F401
+
+# The denoiser of the diffusion and flow policies (residual LayerNorm blocks, sinusoidal time embedding).
+from offrl.nets.generative import SELECTIONS, Denoiser, choose_by_q, sinusoidal_embedding  # noqa: E402,F401
