@@ -87,7 +87,7 @@ def test_data_help_lists_its_subcommands(home):
         (["train", "iql", "--algo.expectil", "0.9"], "did you mean --algo.expectile"),
         (["train", "iql", "--stepz", "3"], "valid options: --dataset, --steps"),
         (["eval", "/nonexistent/run"], "no checkpoint"),
-        (["frobnicate"], "valid commands: train, eval, algos, data, zoo, bench, report"),
+        (["frobnicate"], "valid commands: train, eval, algos, data, zoo, bench, sweep, report, finetune, export, dynamics, ope"),
     ],
 )
 def test_bad_input_gets_a_clear_message_not_a_traceback(args, expected, home):

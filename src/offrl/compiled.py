@@ -15,6 +15,7 @@ programs still needed compile again. Where the count cannot be read (not Linux),
 from __future__ import annotations
 
 import functools
+import inspect
 import gc
 import logging
 from typing import Callable
@@ -35,12 +36,23 @@ _skip = [0]  # checks left to skip
 
 
 def cached(maxsize: int) -> Callable:
-    """``functools.lru_cache(maxsize)``, registered so that :func:`clear` empties it."""
+    """``functools.lru_cache(maxsize)``, registered so that :func:`clear` empties it. The key is the
+    call's arguments bound to the signature, defaults filled in, so ``f(a, b)``, ``f(a, b, None)`` and
+    ``f(a, b, members=None)`` share one entry (one compiled program)."""
 
     def wrap(fn):
+        signature = inspect.signature(fn)
         cache = functools.lru_cache(maxsize=maxsize)(fn)
         _CACHES.append(cache)
-        return cache
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return cache(*bound.args, **bound.kwargs)
+
+        call.cache_info, call.cache_clear = cache.cache_info, cache.cache_clear
+        return call
 
     return wrap
 
