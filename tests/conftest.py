@@ -132,6 +132,11 @@ def small_config(algo, **overrides):
     # dropout (its random bits cost a third of the compile time; tests/test_sequences.py trains dt with dropout)
     small.update({"embed_dim": 16, "num_layers": 1, "context_len": 4, "warmup_steps": 10, "max_timestep": 64,
                   "dropout": 0.0})
+    # diffusion and flow policies: a few denoising/flow steps and candidate samples (their scans are unrolled in
+    # export; tests/test_generative_algos.py trains them with their defaults)
+    small.update({"diffusion_steps": 3, "sampling_steps": 2, "flow_steps": 3, "planning_horizon": 4})
+    if "diffusion_steps" in fields:
+        small["num_samples"] = 4
     values = {k: v for k, v in small.items() if k in fields}
     values.update(overrides)
     return algo.config_cls(**values)

@@ -41,7 +41,9 @@ def bandit_actions(name, steps, **overrides):
     """Deterministic actions (unit box) of 32 copies of the state after ``steps`` updates, trained as ``offrl.fit``
     trains (the algorithm's transforms, batches and compiled chunk) without the run folder around it."""
     algo = offrl.algos.get_algo(name)
-    config = small_config(algo, batch_size=128, **overrides)
+    defaults = algo.config_cls()
+    sampler = {k: getattr(defaults, k) for k in ("diffusion_steps", "num_samples", "flow_steps") if hasattr(defaults, k)}
+    config = small_config(algo, batch_size=128, **{**sampler, **overrides})
     dataset = bandit()
     transforms = fit_transforms(dataset, algo.normalize_observations, algo.reward_scaling)
     data = device_data(algo, config, dataset, transforms)
@@ -54,12 +56,13 @@ def bandit_actions(name, steps, **overrides):
 
 @pytest.mark.parametrize("name, overrides", [
     pytest.param("idql", {}, marks=pytest.mark.xdist_group("idql")),
-    pytest.param("diffusion_ql", {}, marks=pytest.mark.xdist_group("diffusion_ql")),
+    pytest.param("diffusion_ql", {"steps": STEPS // 2}, marks=pytest.mark.xdist_group("diffusion_ql")),
     # the distillation weight is set for this bandit's Q scale (10) rather than locomotion's (hundreds)
     pytest.param("fql", {"alpha": 0.1}, marks=pytest.mark.xdist_group("fql")),
 ])
 def test_policy_improvement_chooses_the_rewarded_corner(name, overrides):
-    actions = bandit_actions(name, STEPS, **overrides)
+    overrides = dict(overrides)
+    actions = bandit_actions(name, overrides.pop("steps", STEPS), **overrides)
     assert np.all(nearest_corner(actions) == 0), (name, actions[:8])
     assert np.mean(np.all(actions >= 0.3, axis=1)) >= 0.9, (name, actions[:8])  # well inside the corner's quadrant
 
