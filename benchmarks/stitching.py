@@ -67,6 +67,21 @@ def measure(run: Path, episodes: int) -> list[dict]:
     return out
 
 
+def planner_row(run: Path, episodes: int) -> dict:
+    """The noise-free planner (the reference of the normalised score, 100) on the same evaluation episodes."""
+    from offrl.agent import load_agent
+    from offrl.envs.maze import planner_policy
+    from offrl.evaluate import evaluate
+
+    info = load_agent(run).dataset_info
+    res = evaluate(planner_policy(info.metadata["maze"]), info.env_id, episodes=episodes, seed=10_000,
+                   env_kwargs=info.env_kwargs or None, ref_min_score=info.ref_min_score,
+                   ref_max_score=info.ref_max_score, obs_layout=info.obs_layout)
+    row = _row("planner (reference)", res, None)
+    row.update(algo="planner", steps=0, seeds=1, data_seed=int(info.metadata.get("seed", 0)), dataset=info.name)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("roots", nargs="+", type=Path, help="folders holding ALGO-DATA run folders")
@@ -80,6 +95,8 @@ def main() -> None:
         for run in runs:
             print("measuring", run, flush=True)
             rows.extend(measure(run, args.episodes))
+        if runs:
+            rows.append(planner_row(runs[0], args.episodes))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
     lines = ["| data (seed) | agent | normalised score (per seed) | success | steps to goal (successes) |", "|---|---|---:|---:|---:|"]
