@@ -54,7 +54,9 @@ def evaluate(
     Returns one dict per policy with ``return_mean``, ``return_std``, ``length_mean``,
     ``returns`` (list of floats, env order), ``lengths``; ``success_rate`` when the env reports
     ``success`` or ``is_success`` in ``info`` (an episode succeeds if the flag is truthy at any
-    step); ``normalized_score`` and ``normalized_score_std`` when both reference scores are given;
+    step), then also ``success_steps`` (per episode, the number of steps taken when the flag was first
+    truthy, None if never) and ``success_step_mean`` (their mean over the episodes that succeeded, None if
+    none did): the time to reach the goal; ``normalized_score`` and ``normalized_score_std`` when both reference scores are given;
     ``initial_observations`` (episodes, obs_dim), the observation each episode started from. With
     ``discount``: ``discounted_returns`` (per episode) and ``discounted_return_mean``, the sum of
     ``discount**t * reward_transform(r_t)`` (``reward_transform`` defaults to the identity; pass an
@@ -103,6 +105,7 @@ def evaluate(
         weight = np.ones(n, dtype=np.float64)  # discount ** t of each env's next reward
         lengths = np.zeros(n, dtype=np.int64)
         success = np.zeros(n, dtype=bool)
+        first_success = np.zeros(n, dtype=np.int64)  # steps taken when the success flag was first truthy
         reports_success = False
         done = np.zeros(n, dtype=bool)
         last_rewards = np.zeros(n, dtype=np.float64)  # what a stateful policy hears about its previous step
@@ -126,7 +129,9 @@ def evaluate(
                 for key in _SUCCESS_KEYS:
                     if key in info:
                         reports_success = True
-                        success[i] |= bool(info[key])
+                        if info[key] and not success[i]:
+                            success[i] = True
+                            first_success[i] = lengths[i]
                 if terminated or truncated:
                     done[i] = True
     finally:
@@ -150,6 +155,8 @@ def evaluate(
             res["discounted_return_mean"] = float(discounted[sl].mean())
         if reports_success:
             res["success_rate"] = float(success[sl].mean())
+            res["success_steps"] = [int(t) if ok else None for t, ok in zip(first_success[sl], success[sl])]
+            res["success_step_mean"] = float(first_success[sl][success[sl]].mean()) if success[sl].any() else None
         if ref_min_score is not None:
             ns = normalized_score(r, ref_min_score, ref_max_score)
             res["normalized_score"] = float(ns.mean())

@@ -494,6 +494,8 @@ def _summarise_eval(results: list[dict], step: int) -> dict:
         row["per_seed_scores"] = [float(s) for s in scores]
     if results and results[0].get("success_rate") is not None:
         row["success_rate"] = float(np.mean([r["success_rate"] for r in results]))
+        steps = [t for r in results for t in r.get("success_steps", []) if t is not None]
+        row["success_step_mean"] = float(np.mean(steps)) if steps else None  # time to the goal, over the successes
     row["per_seed_returns"] = [float(r) for r in returns]
     return row
 
