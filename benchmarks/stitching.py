@@ -99,10 +99,11 @@ def main() -> None:
             rows.append(planner_row(runs[0], args.episodes))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
-    lines = ["| data (seed) | agent | normalised score (per seed) | success | steps to goal (successes) |", "|---|---|---:|---:|---:|"]
+    lines = ["| data (seed) | updates | agent | normalised score (per seed) | success | steps to goal (successes) |",
+             "|---|---:|---|---:|---:|---:|"]
     for r in rows:
         t = f"{r['success_step_mean']:.0f}" if r["success_step_mean"] is not None else "–"
-        lines.append(f"| {r['dataset']} ({r['data_seed']}) | {r['label']} | {r['score_mean']:.1f} ± {r['score_std']:.1f} "
+        lines.append(f"| {r['dataset']} ({r['data_seed']}) | {r['steps']} | {r['label']} | {r['score_mean']:.1f} ± {r['score_std']:.1f} "
                      f"({' / '.join(f'{s:.1f}' for s in r['per_seed'])}) | {r['success_rate']:.2f} | {t} |")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -115,7 +116,7 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = sorted({(r["dataset"], r["data_seed"]) for r in rows})
+    groups = list(dict.fromkeys((r["dataset"], r["data_seed"], r["steps"]) for r in rows if r["algo"] != "planner"))
     labels = list(dict.fromkeys(r["label"].split(" (")[0] + (" R=data max" if "data max" in r["label"] else
                                                              " R=planner" if "planner" in r["label"] else "") for r in rows))
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
@@ -125,14 +126,14 @@ def plot(rows: list[dict], path: Path) -> None:
                                   ("normalised score", "success rate", "steps to reach the goal (successful episodes)")):
             vals = []
             for g in groups:
-                match = [r for r in rows if (r["dataset"], r["data_seed"]) == g and
+                match = [r for r in rows if (r["dataset"], r["data_seed"]) == g[:2] and r["steps"] in (g[2], 0) and
                          r["label"].split(" (")[0] + (" R=data max" if "data max" in r["label"] else
                                                      " R=planner" if "planner" in r["label"] else "") == lab]
                 vals.append(match[0][key] if match and match[0][key] is not None else np.nan)
             ax.bar(np.arange(len(groups)) + k * width, vals, width, label=lab)
             ax.set_title(title)
             ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2)
-            ax.set_xticklabels([f"{d}\ndata seed {s}" for d, s in groups], fontsize=8)
+            ax.set_xticklabels([f"{d}\ndata seed {s}\n{n} updates" for d, s, n in groups], fontsize=8)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
