@@ -122,7 +122,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     groups = list(dict.fromkeys((r["dataset"], r["data_seed"], r["steps"]) for r in rows if r["algo"] != "planner"))
     labels = list(dict.fromkeys(r["label"].split(" (")[0] + (" R=data max" if "data max" in r["label"] else
-                                                             " R=planner" if "planner" in r["label"] else "") for r in rows))
+                                                             " R=planner" if "planner return" in r["label"] else "") for r in rows))
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     width = 0.8 / max(len(labels), 1)
     for k, lab in enumerate(labels):
@@ -132,7 +132,7 @@ def plot(rows: list[dict], path: Path) -> None:
             for g in groups:
                 match = [r for r in rows if (r["dataset"], r["data_seed"]) == g[:2] and r["steps"] in (g[2], 0) and
                          r["label"].split(" (")[0] + (" R=data max" if "data max" in r["label"] else
-                                                     " R=planner" if "planner" in r["label"] else "") == lab]
+                                                     " R=planner" if "planner return" in r["label"] else "") == lab]
                 vals.append(match[0][key] if match and match[0][key] is not None else np.nan)
             ax.bar(np.arange(len(groups)) + k * width, vals, width, label=lab)
             ax.set_title(title)
