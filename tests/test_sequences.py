@@ -9,6 +9,7 @@ requested return far outside the data's).
 from __future__ import annotations
 
 import functools
+import json
 import warnings
 
 import gymnasium as gym
@@ -340,6 +341,10 @@ def test_evaluation_goal_is_where_the_data_pays_or_the_given_goal_in_training_un
     full = np.zeros(3)
     full[[1, 2]] = goal
     np.testing.assert_allclose(got, transforms.normalize_obs(full[None])[0, [1, 2]], rtol=1e-4, atol=1e-4)
+    from offrl.train import config_from_dict, config_to_dict  # a stored run's config.json gives the tuples back
+
+    config = Config(conditioning="goal", goal_dims=(1, 2), goal=goal)
+    assert config_from_dict(Config, json.loads(json.dumps(config_to_dict(config)))) == config
     raw = fit_transforms(ds, normalize_observations=False)  # no normalisation: the goal as given
     np.testing.assert_allclose(evaluation_goal(Config(conditioning="goal", goal_dims=(1, 2), goal=goal), raw.apply(ds), ds),
                                goal, rtol=1e-5)
