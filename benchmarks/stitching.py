@@ -1,10 +1,12 @@
-"""The stitching table and figure: bc, iql, rvs and dt run folders on maze stitch data (benchmarks/stitching_runs.sh).
+"""The stitching table and figure: bc, iql, rvs (RvS-R and RvS-G) and dt run folders on maze stitch data
+(benchmarks/stitching_runs.sh).
 
-For every run folder (``ALGO-DATA``) it takes the last evaluation row of ``eval.jsonl`` (the run's own
+For every run folder (``LABEL-DATA``) it takes the last evaluation row of ``eval.jsonl`` (the run's own
 evaluation: return-conditioned algorithms asked for their default target, the highest episode return of the
-data) and, for ``rvs`` and ``dt``, evaluates the final agents again asking for the evaluation env's reference
-return (the planner's, ``ref_max_score``), on the same episodes (reset seeds 10000 + j) as the run's.
-Writes ``NAME.json``, ``NAME.md`` (table) and ``NAME.png`` (bars) next to ``--out``.
+data; RvS-G its goal, where the data's reward is highest) and, for ``rvs`` (RvS-R) and ``dt``, evaluates the
+final agents again asking for the evaluation env's reference return (the planner's, ``ref_max_score``), on
+the same episodes (reset seeds 10000 + j) as the run's. Writes ``NAME.json``, ``NAME.md`` (table) and
+``NAME.png`` (bars) next to ``--out``.
 
     python benchmarks/stitching.py RUNS_ROOT... --out benchmarks/results/stitching-cpu-2026-12-07
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-ORDER = ("bc", "iql", "rvs", "dt")
+ORDER = ("bc", "iql", "rvs", "rvsg", "dt")
 
 
 def _last_eval(run: Path) -> dict:
@@ -50,7 +52,9 @@ def measure(run: Path, episodes: int) -> list[dict]:
              "success_rate": logged["success_rate"], "success_step_mean": logged.get("success_step_mean"),
              "episodes": None}
     out = [first]
-    if agent.algo.stateful:
+    if agent.algo.stateful and not agent.algo.conditioned_on_return(agent.config):  # RvS-G: the goal from the data
+        first["label"] = f"{agent.algo.name}-g (goal: where the data pays)"
+    elif agent.algo.stateful:
         spec = DataSpec(**agent.meta["spec"])
         first["target_return"] = default_target_return(agent.config, agent.meta)
         first["label"] = f"{agent.algo.name} (R = {first['target_return']:g}, data max)"
@@ -118,7 +122,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     groups = list(dict.fromkeys((r["dataset"], r["data_seed"], r["steps"]) for r in rows if r["algo"] != "planner"))
     labels = list(dict.fromkeys(r["label"].split(" (")[0] + (" R=data max" if "data max" in r["label"] else
-                                                             " R=planner" if "planner" in r["label"] else "") for r in rows))
+                                                             " R=planner" if "planner return" in r["label"] else "") for r in rows))
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     width = 0.8 / max(len(labels), 1)
     for k, lab in enumerate(labels):
@@ -128,7 +132,7 @@ def plot(rows: list[dict], path: Path) -> None:
             for g in groups:
                 match = [r for r in rows if (r["dataset"], r["data_seed"]) == g[:2] and r["steps"] in (g[2], 0) and
                          r["label"].split(" (")[0] + (" R=data max" if "data max" in r["label"] else
-                                                     " R=planner" if "planner" in r["label"] else "") == lab]
+                                                     " R=planner" if "planner return" in r["label"] else "") == lab]
                 vals.append(match[0][key] if match and match[0][key] is not None else np.nan)
             ax.bar(np.arange(len(groups)) + k * width, vals, width, label=lab)
             ax.set_title(title)

@@ -78,6 +78,8 @@ WRONG = [  # (argv with {placeholders}, text the one line must hold)
     ("train dt --dataset {dataset} --steps 10", "dt needs whole episodes, but the episodes of"),
     ("train dt --algo.context-len 0", "dt.Config.context_len = 0 is out of range"),
     ("train rvs --algo.return-scale 0", "rvs.Config.return_scale = 0.0 is out of range"),
+    ("train rvs --algo.goal-dims 1 1", "rvs.Config.goal_dims = (1, 1) is invalid: must be a non-empty tuple of distinct ints"),
+    ("train rvs --algo.conditioning goal --algo.goal 1 2 3", "rvs: goal has 3 values but goal_dims names 2 dimensions"),
     ("algos extra", "`offrl algos` takes no arguments"),
     ("data frob", "unknown data command 'frob'"),
     ("data make nosuch", "unknown dataset 'nosuch'"),

@@ -9,6 +9,7 @@ requested return far outside the data's).
 from __future__ import annotations
 
 import functools
+import json
 import warnings
 
 import gymnasium as gym
@@ -290,6 +291,95 @@ def test_chain_conditioned_on_the_best_return_reproduces_the_expert(name):
     low = make_policy(algo, config, result.transforms, DataSpec.from_dataset(ds), 1.0)  # and the condition matters
     out = evaluate(lambda *o: low(result.states, *o), "offrl-test/Chain-v0", episodes=3, stateful=True)[0]
     assert out["return_mean"] <= 3.0, out
+
+
+# ----------------------------------------------------------------------------- RvS-G: goals
+
+
+def test_hindsight_goals_are_later_states_of_the_same_episode_drawn_uniformly():
+    """Observations encode (episode, step): every goal is the next observation of a step u in t..T of t's own
+    episode, and for t at an episode's first step u - t is uniform over the episode's 10 steps."""
+    from offrl.algos.rvs import hindsight_goals
+
+    lengths = [10] * 40
+    n = sum(lengths)
+    episode = np.repeat(np.arange(40), 10).astype(np.float32)
+    step = np.tile(np.arange(10), 40).astype(np.float32)
+    ds = Dataset.from_arrays(observations=np.stack([episode, step], 1), actions=np.zeros((n, 1), np.float32),
+                             rewards=np.zeros(n, np.float32), next_observations=np.stack([episode, step + 1], 1),
+                             terminals=np.zeros(n, np.float32), timeouts=np.tile(np.eye(1, 10, 9)[0], 40).astype(np.float32),
+                             info=DatasetInfo(name="ticks"))
+    data = to_device({k: getattr(ds, k) for k in ("observations", "actions", "rewards", "next_observations", "terminals")}, ds)
+    t, goals = jax.jit(lambda k: hindsight_goals(data, k, 40000, (0, 1)))(jax.random.PRNGKey(0))
+    t, goals = np.asarray(t), np.asarray(goals)
+    np.testing.assert_array_equal(goals[:, 0], episode[t])  # the same episode
+    u = goals[:, 1] - 1  # the step whose next observation the goal is
+    assert np.all(u >= step[t]) and np.all(u <= 9)  # at or after t, never past the episode's end
+    first = step[t] == 0
+    freq = np.bincount(u[first].astype(int), minlength=10) / first.sum()
+    np.testing.assert_allclose(freq, 0.1, atol=0.025)  # uniform over t..T (about 4000 draws)
+    near_end = step[t] == 8  # two steps left: u = t or t + 1, half and half
+    assert abs(np.mean(u[near_end] - 8) - 0.5) < 0.05
+
+
+def test_evaluation_goal_is_where_the_data_pays_or_the_given_goal_in_training_units():
+    from offrl.algos.rvs import Config, evaluation_goal
+
+    rng = np.random.default_rng(0)
+    ds = make_dataset(n=400, obs_dim=3, chained=True)
+    ds = Dataset.from_arrays(observations=ds.observations * 5 + 2, actions=ds.actions, rewards=ds.rewards,
+                             next_observations=ds.next_observations * 5 + 2, terminals=ds.terminals, timeouts=ds.timeouts,
+                             info=ds.info)
+    transforms = fit_transforms(ds, normalize_observations=True)
+    arrays = transforms.apply(ds)
+    best = np.flatnonzero(ds.rewards == ds.rewards.max())
+    expected = ((ds.next_observations[best] - transforms.obs_mean) / transforms.obs_std).mean(axis=0)[[2, 0]]
+    got = evaluation_goal(Config(conditioning="goal", goal_dims=(2, 0)), arrays, ds)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    goal = tuple(rng.normal(size=2) * 3)
+    got = evaluation_goal(Config(conditioning="goal", goal_dims=(1, 2), goal=goal), arrays, ds)
+    full = np.zeros(3)
+    full[[1, 2]] = goal
+    np.testing.assert_allclose(got, transforms.normalize_obs(full[None])[0, [1, 2]], rtol=1e-4, atol=1e-4)
+    from offrl.train import config_from_dict, config_to_dict  # a stored run's config.json gives the tuples back
+
+    config = Config(conditioning="goal", goal_dims=(1, 2), goal=goal)
+    assert config_from_dict(Config, json.loads(json.dumps(config_to_dict(config)))) == config
+    raw = fit_transforms(ds, normalize_observations=False)  # no normalisation: the goal as given
+    np.testing.assert_allclose(evaluation_goal(Config(conditioning="goal", goal_dims=(1, 2), goal=goal), raw.apply(ds), ds),
+                               goal, rtol=1e-5)
+
+
+def _reach_dataset(n=2000, seed=0, target=(0.5, 0.5)):
+    """One-step episodes on the plane: from a random position p the action a moves to p' = p + a; reward 1 when
+    p' is within 0.3 of ``target``. A goal reached is p' itself, so the right action for goal g is g - p."""
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(-0.5, 0.5, size=(n, 2)).astype(np.float32)
+    a = rng.uniform(-1, 1, size=(n, 2)).astype(np.float32)
+    nxt = p + a
+    r = (np.linalg.norm(nxt - np.asarray(target), axis=1) < 0.3).astype(np.float32)
+    return Dataset.from_arrays(observations=p, actions=a, rewards=r, next_observations=nxt, terminals=np.ones(n, np.float32),
+                               timeouts=np.zeros(n, np.float32), info=DatasetInfo(name="reach"))
+
+
+def test_rvs_g_acts_towards_the_goal_where_the_data_pays():
+    """On one-step reaching data (uniform actions) RvS-G learns a = g - p from hindsight goals, and at evaluation
+    it heads for the rewarded region (0.5, 0.5) from any position."""
+    from offrl.train import make_policy
+
+    ds = _reach_dataset()
+    algo = get_algo("rvs")
+    config = small_config(algo, hidden_dims=(64, 64), batch_size=128, conditioning="goal")
+    assert not algo.conditioned_on_return(config) and algo.conditioned_on_return(small_config(algo))
+    result = offrl.fit(config, ds, steps=1500, chunk=1500, progress=False, plot=False, evaluate_at_end=False,
+                       run_dir=_tmp_run())
+    goal_env = np.asarray(result.states.goal[0]) * result.transforms.obs_std + result.transforms.obs_mean
+    np.testing.assert_allclose(goal_env, [0.5, 0.5], atol=0.05)  # the mean of the rewarded next positions
+    policy = make_policy(algo, config, result.transforms, DataSpec.from_dataset(ds), 0.0)
+    p = np.random.default_rng(1).uniform(-0.4, 0.4, size=(1, 100, 2)).astype(np.float32)
+    actions = policy(result.states, p, np.zeros((1, 100)), np.ones((1, 100), bool))[0]
+    reached = p[0] + actions
+    assert np.mean(np.linalg.norm(reached - [0.5, 0.5], axis=1) < 0.3) > 0.9, np.linalg.norm(reached - 0.5, axis=1)
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -405,11 +405,12 @@ def cmd_eval(argv: list[str]) -> int:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     agent = load_agent(args.checkpoint)
-    if targets is not None and not agent.algo.return_conditioned:
+    if targets is not None and not agent.algo.conditioned_on_return(agent.config):
         from offrl.algos import list_algos
 
         names = ", ".join(n for n, a in list_algos().items() if a.return_conditioned)
-        raise UsageError(f"{agent.algo.name} is not conditioned on a return; --target-returns applies to: {names}")
+        raise UsageError(f"this {agent.algo.name} run is not conditioned on a return; --target-returns applies to: {names} "
+                         "(rvs with conditioning 'return')")
     env_id = args.env or agent.dataset_info.env_id
     if env_id is None:
         raise UsageError("the checkpoint's dataset names no environment; pass --env ENV_ID")

@@ -42,7 +42,7 @@ from typing import Any, Literal, Optional
 import numpy as np
 
 METADATA_KEY = "offrl.valid"
-KINDS = ("number", "integer", "choice", "flag", "sizes")
+KINDS = ("number", "integer", "choice", "flag", "sizes", "indices", "vector")
 
 
 class ConfigError(ValueError):
@@ -53,7 +53,7 @@ class ConfigError(ValueError):
 class Valid:
     """The valid values of one field: what :func:`check_config` checks and the message it gives."""
 
-    kind: Literal["number", "integer", "choice", "flag", "sizes", "text"]
+    kind: Literal["number", "integer", "choice", "flag", "sizes", "indices", "vector", "text"]
     gt: Optional[float] = None
     ge: Optional[float] = None
     lt: Optional[float] = None
@@ -69,6 +69,10 @@ class Valid:
             text = "one of " + ", ".join(repr(c) for c in (choices or self.choices or ()))
         elif self.kind == "sizes":
             text = "a tuple of ints >= 1"
+        elif self.kind == "indices":
+            text = "a non-empty tuple of distinct ints >= 0"
+        elif self.kind == "vector":
+            text = "a non-empty tuple of finite numbers"
         elif self.kind == "text":
             text = "a string"
         else:
@@ -110,6 +114,14 @@ class Valid:
             return None if isinstance(value, str) else "invalid"
         if self.kind == "sizes":
             ok = isinstance(value, tuple) and all(_is_int(v) and v >= 1 for v in value)
+            return None if ok else "invalid"
+        if self.kind == "indices":
+            ok = (isinstance(value, tuple) and len(value) > 0 and len(set(value)) == len(value)
+                  and all(_is_int(v) and v >= 0 for v in value))
+            return None if ok else "invalid"
+        if self.kind == "vector":
+            ok = (isinstance(value, tuple) and len(value) > 0
+                  and all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in value))
             return None if ok else "invalid"
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or (self.kind == "integer" and not _is_int(value)):
             return "invalid"
@@ -160,6 +172,16 @@ def flag(default: Optional[bool], *, optional: bool = False) -> Any:
 def sizes(default: tuple) -> Any:
     """A tuple of ints >= 1, e.g. hidden layer sizes (empty: no hidden layer)."""
     return _field(tuple(default), Valid("sizes"))
+
+
+def indices(default: tuple) -> Any:
+    """A non-empty tuple of distinct ints >= 0, e.g. the observation dimensions that make a goal."""
+    return _field(tuple(default), Valid("indices"))
+
+
+def vector(default: Optional[tuple], *, optional: bool = False) -> Any:
+    """A non-empty tuple of finite numbers (e.g. a goal in env units), or None when ``optional``."""
+    return _field(None if default is None else tuple(default), Valid("vector", optional=optional))
 
 
 def text(default: Optional[str], *, optional: bool = False) -> Any:

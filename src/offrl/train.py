@@ -53,7 +53,8 @@ def config_from_dict(config_cls: type, values: dict) -> Any:
         if f.name not in values:
             continue
         value = values[f.name]
-        if isinstance(value, list) and typing.get_origin(hints.get(f.name)) is tuple:
+        hint = hints.get(f.name)  # tuple[...] or Optional[tuple[...]]
+        if isinstance(value, list) and any(typing.get_origin(h) is tuple for h in (hint, *typing.get_args(hint))):
             value = tuple(value)
         kwargs[f.name] = value
     return config_cls(**kwargs)
@@ -620,7 +621,7 @@ def fit(
         transforms=transforms.to_dict(), dataset_info=dataset.info.to_dict(), dataset_source=dataset_source,
         spec=dataclasses.asdict(spec), loop=loop_settings,
     )
-    if algo.return_conditioned:  # the range a requested return is checked against (offrl eval --target-returns)
+    if algo.conditioned_on_return(algo_config):  # the range a requested return is checked against (offrl eval --target-returns)
         returns = dataset.episode_returns()
         meta["episode_returns"] = {"min": float(returns.min()), "max": float(returns.max())}
     if population is not None:
@@ -704,7 +705,7 @@ def fit(
             final_eval = run_eval(step)
             last_score = _headline(_summarise_eval(final_eval, step))
             bar.update(step, None, last_score)
-            if algo.return_conditioned:  # achieved against requested return over the data's range
+            if algo.conditioned_on_return(algo_config):  # achieved against requested return over the data's range
                 from offrl import targets as target_returns
 
                 low, high = meta["episode_returns"]["min"], meta["episode_returns"]["max"]

@@ -75,7 +75,9 @@ class Algo:
     observation of a new episode (its history is reset). Such an algorithm may leave ``act`` None:
     evaluation, ``load_agent(...).act`` and ``offrl eval`` go through the carry; ``offrl export`` and
     ``offrl finetune`` refuse it. ``return_conditioned=True``: the policy is asked for a return (the
-    end of a run and ``offrl eval --target-returns`` write achieved against requested return).
+    end of a run and ``offrl eval --target-returns`` write achieved against requested return); a
+    callable ``return_conditioned(config) -> bool`` decides per config (``rvs`` conditions on a return or
+    on a goal): ask :meth:`conditioned_on_return`.
     """
 
     name: str
@@ -97,7 +99,12 @@ class Algo:
     rollout_every: Callable | None = None
     init_carry: Callable | None = None
     act_carry: Callable | None = None
-    return_conditioned: bool = False
+    return_conditioned: bool | Callable = False
+
+    def conditioned_on_return(self, config: Any) -> bool:
+        """Whether ``config``'s policy is asked for a return (``return_conditioned``, called on ``config`` if callable)."""
+        flag = self.return_conditioned
+        return bool(flag(config) if callable(flag) else flag)
 
     @property
     def stateful(self) -> bool:
