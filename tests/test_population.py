@@ -68,6 +68,12 @@ def test_a_population_trains_the_agents_of_separate_runs_and_resumes(dataset, se
     rows = [json.loads(line) for line in (tmp_path / "population.jsonl").read_text().splitlines()]
     assert [(r["member"], r["beta"], r["actor_lr"], r["seeds"]) for r in rows] == [(0, 1.0, 3e-4, 2), (1, 10.0, 1e-3, 2)]
     assert rows[0]["adv_weight_mean"] != rows[1]["adv_weight_mean"]
+    train = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    for m, run in enumerate(separate_runs):  # each member's curve is its separate run's (mean over its 2 seeds)
+        alone = [json.loads(line) for line in (run.run_dir / "train.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in train] == [r["step"] for r in alone] == [10, 20]
+        for key in ("actor_loss", "critic_loss", "adv_weight_mean"):
+            np.testing.assert_allclose([r[f"per_member_{key}"][m] for r in train], [r[key] for r in alone], rtol=1e-6)
     meta = json.loads((tmp_path / "config.json").read_text())
     assert meta["population"] == {"names": ["beta", "actor_lr"], "values": [[1.0, 3e-4], [10.0, 1e-3]]}
 

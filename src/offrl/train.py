@@ -692,6 +692,10 @@ def fit(
             for key, value in metrics.items():
                 value = np.asarray(value, np.float64)
                 row[key] = float(np.nanmean(value)) if np.isfinite(value).any() else None
+            if population is not None:  # each member's curve: its seeds' mean (agents are member-major)
+                for key, value in metrics.items():
+                    by_member = np.asarray(value, np.float64).reshape(population.size, -1)
+                    row[f"per_member_{key}"] = [float(np.nanmean(v)) if np.isfinite(v).any() else None for v in by_member]
             logger.log("train", row)
             if next_eval is not None and step >= next_eval and policy is not None and step < steps:
                 last_score = _headline(_summarise_eval(run_eval(step), step))
