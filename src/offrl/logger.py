@@ -1,7 +1,8 @@
 """Run logging: metrics as JSONL and CSV, learning curves as PNG, optional TensorBoard.
 
 A run folder holds ``train.jsonl``/``train.csv`` (losses averaged on device over each chunk of
-updates and over seeds; a population's rows add ``per_member_<loss>`` lists, JSONL only) and ``eval.jsonl``/``eval.csv`` (returns and normalised scores).
+updates and over seeds; a population's rows add ``per_member_<loss>`` lists, JSONL only) and
+``eval.jsonl``/``eval.csv`` (returns and normalised scores).
 """
 
 from __future__ import annotations
