@@ -43,15 +43,17 @@ def read_hdf5(path: str | Path) -> dict[str, np.ndarray]:
         return {k: np.asarray(f[k][()]) for k in KEYS if k in f and isinstance(f[k], h5py.Dataset)}
 
 
-def to_mdp_dataset(arrays: Mapping[str, np.ndarray], source: str = "arrays"):
-    """Build a continuous-action d3rlpy MDPDataset; returns ``(dataset, info dict)``."""
+def to_mdp_dataset(arrays: Mapping[str, np.ndarray], source: str = "arrays", discrete: bool = False,
+                   num_actions: int | None = None):
+    """Build a d3rlpy MDPDataset (continuous actions, or ``discrete`` indices of ``num_actions`` choices);
+    returns ``(dataset, info dict)``."""
     import d3rlpy
 
     missing = [k for k in REQUIRED if k not in arrays]
     if missing:
         raise SystemExit(f"{source}: missing arrays {missing}")
     obs = np.asarray(arrays["observations"], dtype=np.float32)
-    actions = np.asarray(arrays["actions"], dtype=np.float32)
+    actions = np.asarray(arrays["actions"], dtype=np.int32 if discrete else np.float32)
     rewards = np.asarray(arrays["rewards"], dtype=np.float32).reshape(-1)
     terminals = (np.asarray(arrays["terminals"]).reshape(-1) > 0.5).astype(np.float32)
     if "timeouts" in arrays:
@@ -59,7 +61,7 @@ def to_mdp_dataset(arrays: Mapping[str, np.ndarray], source: str = "arrays"):
     else:
         timeouts = np.zeros_like(terminals)
     n = obs.shape[0]
-    if actions.ndim == 1:
+    if actions.ndim == 1 and not discrete:
         actions = actions[:, None]
     timeouts[terminals > 0] = 0.0  # d3rlpy asserts terminals & timeouts never coincide
     if terminals[-1] == 0 and timeouts[-1] == 0:
@@ -73,9 +75,10 @@ def to_mdp_dataset(arrays: Mapping[str, np.ndarray], source: str = "arrays"):
 
     dataset = d3rlpy.dataset.MDPDataset(
         observations=obs, actions=actions, rewards=rewards, terminals=terminals,
-        timeouts=timeouts, action_space=d3rlpy.ActionSpace.CONTINUOUS,
-        action_size=actions.shape[1])
-    info = {"rows": int(n), "obs_dim": int(obs.shape[1]), "act_dim": int(actions.shape[1]),
+        timeouts=timeouts,
+        action_space=d3rlpy.ActionSpace.DISCRETE if discrete else d3rlpy.ActionSpace.CONTINUOUS,
+        action_size=int(num_actions or actions.max() + 1) if discrete else actions.shape[1])
+    info = {"rows": int(n), "obs_dim": int(obs.shape[1]), "act_dim": int(num_actions or actions.max() + 1) if discrete else int(actions.shape[1]),
             "episodes": len(dataset.episodes),
             "sampled_transitions": int(dataset.transition_count),
             "next_obs_mismatch_rows": mismatch}

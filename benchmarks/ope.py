@@ -20,6 +20,13 @@ Evaluation policies:
 
 DATASET is a built-in name or a file; ``--episodes N`` keeps its first N episodes.
 
+Peer row: ``--peer-fqe .venv-d3rlpy/bin/python`` also fits d3rlpy's FQE (``benchmarks/peers/d3rlpy_fqe.py``, its
+shipped defaults and offrl's settings) on the same transitions for the same policies, handed over as tables of the
+policy's probabilities / draws at every next observation and start state, with offrl's update count; its rows are
+``d3rlpy-fqe`` and ``d3rlpy-fqe-matched`` (``--peer-configs``; ``matched-mse`` swaps the discrete FQE's Huber loss
+for the squared error, a diagnostic). ``--mc-from PREVIOUS.json`` reuses the Monte-Carlo values of an earlier
+run of the same policies (same names; the MC evaluation is deterministic given the policy) instead of re-running them.
+
 Writes the JSON (every policy's MC value and estimates with intervals, the metrics) and prints the table.
 """
 
@@ -127,6 +134,48 @@ def monte_carlo(env_id: str, act, episodes: int, discount: float) -> float:
     return float(evaluate(fn, env_id, episodes=episodes, seed=10_000, discount=discount)[0]["discounted_return_mean"])
 
 
+PEER_CONFIGS = {"default": "d3rlpy-fqe", "matched": "d3rlpy-fqe-matched", "matched-mse": "d3rlpy-fqe-matched-mse"}
+
+
+def peer_fqe_rows(args, dataset, episodes, policies, rows, log) -> tuple[str, ...]:
+    """Fit d3rlpy's FQE in its venv on the same transitions and policies; adds its estimates to ``rows``."""
+    import tempfile
+
+    from offrl.ope.policy import action_probs, in_blocks, sample
+
+    work = Path(tempfile.mkdtemp(prefix="ope-peer-"))
+    np.savez(work / "arrays.npz", observations=dataset.observations, actions=dataset.actions, rewards=dataset.rewards,
+             next_observations=dataset.next_observations, terminals=dataset.terminals, timeouts=dataset.timeouts)
+    start_obs = np.asarray(dataset.observations, np.float32)[episodes.start_index]
+    tables = {"start_obs": start_obs}
+    for i, (_, policy, _) in enumerate(policies):
+        if policy.discrete:
+            probs = jax.jit(lambda o, policy=policy: action_probs(policy, o))
+            tables[f"next_{i}"] = in_blocks(probs, dataset.next_observations).astype(np.float32)
+            tables[f"start_{i}"] = in_blocks(probs, start_obs).astype(np.float32)
+        else:  # 10 draws per state in env units, as offrl's FQE averages over (FQEConfig.action_samples)
+            draws = jax.jit(lambda o, k, policy=policy: jnp.swapaxes(
+                jax.vmap(lambda kk: sample(policy, o, kk))(jax.random.split(k, 10)), 0, 1))
+            tables[f"next_{i}"] = in_blocks(draws, dataset.next_observations, key=jax.random.PRNGKey(i)).astype(np.float32)
+            tables[f"start_{i}"] = in_blocks(draws, start_obs, key=jax.random.PRNGKey(1000 + i)).astype(np.float32)
+    np.savez(work / "tables.npz", **tables)
+    job = {"arrays": str(work / "arrays.npz"), "tables": str(work / "tables.npz"), "discrete": bool(dataset.is_discrete),
+           "num_actions": dataset.info.num_actions, "policies": [name for name, _, _ in policies],
+           "steps": args.fqe_steps, "gamma": args.discount, "seed": 0}
+    (work / "job.json").write_text(json.dumps(job))
+    script = Path(__file__).resolve().parent / "peers" / "d3rlpy_fqe.py"
+    log(f"d3rlpy FQE peer: {args.peer_fqe} {script} (job {work / 'job.json'})")
+    configs = args.peer_configs.split(",")
+    subprocess.run([args.peer_fqe, str(script), "--job", str(work / "job.json"), "--out", str(work / "result.json"),
+                    "--threads", str(args.peer_threads), "--configs", ",".join(configs)], check=True)
+    result = json.loads((work / "result.json").read_text())
+    for row, peer in zip(rows, result["policies"]):
+        assert row["policy"] == peer["policy"]
+        for cname in configs:
+            row["estimates"][PEER_CONFIGS[cname]] = {"estimator": PEER_CONFIGS[cname], **peer[cname]}
+    return tuple(PEER_CONFIGS[c] for c in configs)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dataset")
@@ -141,6 +190,10 @@ def main() -> int:
     ap.add_argument("--estimators", default="is,wis,pdis,wpdis,dr,wdr,fqe")
     ap.add_argument("--mb-max-epochs", type=int, default=20)
     ap.add_argument("--max-weight", type=float, default=None, help="clip the per-decision importance weights")
+    ap.add_argument("--peer-fqe", default=None, metavar="PYTHON", help="the d3rlpy venv's python: add d3rlpy's FQE rows")
+    ap.add_argument("--peer-threads", type=int, default=1)
+    ap.add_argument("--peer-configs", default="default,matched", help=f"of {', '.join(PEER_CONFIGS)}")
+    ap.add_argument("--mc-from", default=None, metavar="JSON", help="reuse the MC values of an earlier run of this script")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     log = lambda m: print(m, file=sys.stderr, flush=True)
@@ -169,15 +222,24 @@ def main() -> int:
     model = ModelBasedConfig(discount=args.discount, max_epochs=args.mb_max_epochs)
     behaviour = behaviour_log_probs(dataset, ProxyConfig(steps=args.proxy_steps), log)
     log(f"{dataset.info.name}: {len(dataset)} transitions, {episodes.num_episodes} episodes, behaviour {behaviour.source}")
+    previous_mc = {}
+    if args.mc_from:
+        prev = json.loads(Path(args.mc_from).read_text())
+        previous_mc = {r["policy"]: r["mc_value"] for r in prev["policies"]}
+        missing = [name for name, _, _ in policies if name not in previous_mc]
+        if missing or prev["discount"] != args.discount or prev["mc_episodes"] != args.mc_episodes:
+            raise SystemExit(f"--mc-from {args.mc_from}: it lacks {missing} or used another discount / --mc-episodes")
     rows = []
     for name, policy, act in policies:
         t = time.time()
-        mc = monte_carlo(env_id, act, args.mc_episodes, args.discount)
+        mc = previous_mc[name] if name in previous_mc else monte_carlo(env_id, act, args.mc_episodes, args.discount)
         estimates, skipped = evaluate_policy(dataset, policy, estimators, config=config, behaviour=behaviour, fqe=fqe,
                                              model=model, episodes=episodes, strict=False)
         rows.append({"policy": name, "mc_value": mc, "estimates": {e.estimator: e.to_dict() for e in estimates},
                      "skipped": skipped, "seconds": time.time() - t})
         log(f"{name}: MC {mc:.2f} | " + " ".join(f"{e.estimator} {e.value:.2f}" for e in estimates) + f" ({time.time() - t:.0f} s)")
+    if args.peer_fqe:
+        estimators += peer_fqe_rows(args, dataset, episodes, policies, rows, log)
     values = np.array([r["mc_value"] for r in rows])
     metrics = {}
     for est in estimators:
@@ -189,11 +251,11 @@ def main() -> int:
                         "regret@1": regret_at_k(got, values, 1), "regret@5": regret_at_k(got, values, 5),
                         "mean_ess_fraction": float(np.mean([r["estimates"][est].get("ess_fraction", np.nan) for r in rows])),
                         "coverage": float(np.mean([r["estimates"][est]["ci_low"] <= r["mc_value"] <= r["estimates"][est]["ci_high"]
-                                                   for r in rows]))}
+                                                   for r in rows])) if "ci_low" in rows[0]["estimates"][est] else float("nan")}
     result = {"dataset": dataset.info.name, "transitions": len(dataset), "episodes": episodes.num_episodes,
               "behaviour": behaviour.source, "behaviour_nll": behaviour.nll, "discount": args.discount,
               "fqe_steps": args.fqe_steps, "fqe_hidden_dims": args.fqe_hidden_dims, "agent_steps": args.agent_steps, "mc_episodes": args.mc_episodes, "max_weight": args.max_weight,
-              "commit": commit, "seconds": time.time() - t0, "policies": rows, "metrics": metrics,
+              "mc_from": args.mc_from, "commit": commit, "seconds": time.time() - t0, "policies": rows, "metrics": metrics,
               "command": " ".join(sys.argv)}
     print(f"\n{dataset.info.name} ({len(dataset)} transitions, {episodes.num_episodes} episodes, behaviour "
           f"{behaviour.source}), {len(rows)} policies, discount {args.discount}\n")
@@ -209,7 +271,7 @@ def main() -> int:
             print(f"| {est} | — | — | — | — | — | — |")
         else:
             print(f"| {est} | {m['nae']:.3f} | {m['spearman']:.2f} | {m['regret@1']:.3f} | {m['regret@5']:.3f} | "
-                  f"{m['mean_ess_fraction']:.3f} | {m['coverage']:.0%} |")
+                  f"{m['mean_ess_fraction']:.3f} | " + ("—" if np.isnan(m["coverage"]) else f"{m['coverage']:.0%}") + " |")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1, default=float))

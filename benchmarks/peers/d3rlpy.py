@@ -142,6 +142,20 @@ def _sac(d3rlpy, ctx):
         batch_size=256, **ctx["action_scaler"])
 
 
+def _dt(d3rlpy, ctx):
+    # The 2.x script passes warmup_steps=10000 to the config; 2.8.1 takes it as the optimiser's scheduler, so
+    # ``--peer-set warmup_steps=N`` (a cut budget) is read here, not as a config field.
+    return d3rlpy.algos.DecisionTransformerConfig(
+        batch_size=64, learning_rate=1e-4,
+        optim_factory=d3rlpy.optimizers.GPTAdamWFactory(
+            weight_decay=1e-4, clip_grad_norm=0.25,
+            lr_scheduler_factory=d3rlpy.optimizers.WarmupSchedulerFactory(warmup_steps=ctx.get("warmup_steps", 10000))),
+        encoder_factory=d3rlpy.models.VectorEncoderFactory([128], exclude_last_activation=True),
+        observation_scaler=d3rlpy.preprocessing.StandardObservationScaler(),
+        reward_scaler=d3rlpy.preprocessing.MultiplyRewardScaler(0.001),
+        context_size=20, num_heads=1, num_layers=3, max_timestep=1000, **ctx["action_scaler"])
+
+
 #: offrl name -> (builder, source of the settings)
 CONFIGS = {
     "iql": (_iql, REPRO + "iql.py (commit d324094f): ReturnBasedRewardScaler(multiplier=1000), "
@@ -158,6 +172,9 @@ CONFIGS = {
     "crr": (_crr, REPRO + "crr.py (commit 31f44c0f, 1.x API; no 2.x version found): "
                   "lr 1e-4, batch 128, exp weights; rest CRRConfig defaults"),
     "sac_offline": (_sac, REPRO + "sac.py (commit 80780a0c)"),
+    "dt": (_dt, REPRO + "decision_transformer.py (2.x version): context 20, 3 layers, 1 head, embedding 128, "
+                "AdamW wd 1e-4, warm-up 10000, grad clip 0.25 (the paper's), rewards x 0.001; evaluated with "
+                "as_stateful_wrapper at offrl dt's default target, the data's highest episode return"),
 }
 
 
@@ -218,14 +235,20 @@ def make_env(job: dict):
 # ---------------------------------------------------------------------------------------------
 
 
-def evaluate(algo, env, episodes: int) -> tuple[list[float], list[int], float | None]:
+def evaluate(algo, env, episodes: int, target_return: float | None = None) -> tuple[list[float], list[int], float | None]:
+    """Deterministic episodes; a transformer algorithm (``target_return`` given) acts through its stateful
+    wrapper, which keeps the context and the return still to go."""
     low, high = env.action_space.low, env.action_space.high
     returns, lengths, successes, reports = [], [], [], False
+    wrapper = None if target_return is None else algo.as_stateful_wrapper(target_return=target_return)
     for ep in range(episodes):
         obs, _ = env.reset(seed=ep)
-        total, length, success, done = 0.0, 0, False, False
+        total, length, success, done, reward = 0.0, 0, False, False, 0.0
+        if wrapper is not None:
+            wrapper.reset()
         while not done:
-            action = algo.predict(np.asarray(obs, dtype=np.float32).reshape(1, -1))[0]
+            x = np.asarray(obs, dtype=np.float32)
+            action = algo.predict(x.reshape(1, -1))[0] if wrapper is None else wrapper.predict(x, float(reward))
             obs, reward, terminated, truncated, info = env.step(np.clip(action, low, high))
             total += float(reward)
             length += 1
@@ -298,12 +321,20 @@ def run(job: dict, threads: int) -> dict:
            "action_scaler": {} if unit else {"action_scaler": d3rlpy.preprocessing.MinMaxActionScaler(
                minimum=low.astype(np.float64), maximum=high.astype(np.float64))}}
     builder, source = CONFIGS[job["algo"]]
+    transformer = job["algo"] == "dt"
+    target_return = None
+    if transformer:  # offrl dt's default: the highest episode return in the data
+        target_return = float(job.get("target_return") or max(ep.compute_return() for ep in dataset.episodes))
+        print(f"target return {target_return:.1f}")
 
     per_seed, returns, lengths, success, timing, full_config = [], [], [], [], [], None
     ref_min, ref_max = float(job["ref_min_score"]), float(job["ref_max_score"])
     for seed in job["seeds"]:
         d3rlpy.seed(int(seed))
-        algo = with_overrides(builder(d3rlpy, ctx), job.get("overrides") or {}).create(device=device)
+        overrides = dict(job.get("overrides") or {})
+        if transformer and "warmup_steps" in overrides:
+            ctx["warmup_steps"] = int(overrides.pop("warmup_steps"))
+        algo = with_overrides(builder(d3rlpy, ctx), overrides).create(device=device)
         scaler = algo.config.reward_scaler
         if isinstance(scaler, d3rlpy.preprocessing.ReturnBasedRewardScaler):
             scaler.fit_with_transition_picker(dataset.episodes, dataset.transition_picker)
@@ -311,14 +342,18 @@ def run(job: dict, threads: int) -> dict:
                 fail("the return-based reward scaler needs episodes with different returns; "
                      f"all {info['episodes']} episodes return {scaler.return_max}")
         t1 = time.perf_counter()
+        report = progress(seed, steps, t1)
+        if transformer:  # its fit takes a per-update callback instead of a per-epoch one
+            hooks = {"callback": lambda a, e, n: report(a, e, n) if n % per_epoch == 0 else None}
+        else:
+            hooks = {"epoch_callback": report}
         algo.fit(dataset, n_steps=steps, n_steps_per_epoch=per_epoch,
                  experiment_name=f"{job['algo']}_seed{seed}", with_timestamp=False,
-                 logger_adapter=NoopAdapterFactory(), show_progress=False, save_interval=10**9,
-                 epoch_callback=progress(seed, steps, t1))
+                 logger_adapter=NoopAdapterFactory(), show_progress=False, save_interval=10**9, **hooks)
         t2 = time.perf_counter()
         if algo.grad_step != steps:
             fail(f"d3rlpy ran {algo.grad_step} updates, expected {steps}")
-        r, lens, succ = evaluate(algo, env, int(job["episodes"]))
+        r, lens, succ = evaluate(algo, env, int(job["episodes"]), target_return if transformer else None)
         t3 = time.perf_counter()
         score = 100.0 * (float(np.mean(r)) - ref_min) / (ref_max - ref_min)
         per_seed.append(score)
@@ -349,7 +384,8 @@ def run(job: dict, threads: int) -> dict:
             "device": device,
             "torch_threads": torch.get_num_threads(),
             "torch_version": torch.__version__,
-            "eval": "deterministic predict, reset seeds 0..episodes-1, actions clipped to bounds",
+            "eval": "deterministic predict, reset seeds 0..episodes-1, actions clipped to bounds"
+                    + (f"; stateful wrapper, target return {target_return:.1f}" if transformer else ""),
             "d3rlpy_config": full_config,
         },
         "dataset": info,
