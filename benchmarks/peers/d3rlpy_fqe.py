@@ -99,15 +99,13 @@ HUBER = None  # d3rlpy's own loss function, kept by main()
 
 
 def make_config(d3rlpy, name: str, gamma: float):
+    import d3rlpy.models.torch.q_functions.mean_q_function as mean_q
+
+    # the discrete forwarder's loss: d3rlpy's Huber loss for every config but matched-mse
+    mean_q.compute_huber_loss = (lambda y, target: 0.5 * (target - y) ** 2) if name == "matched-mse" else HUBER
     if name == "default":
         return d3rlpy.ope.FQEConfig(gamma=gamma)
     if name in ("matched", "matched-mse"):
-        import d3rlpy.models.torch.q_functions.mean_q_function as mean_q
-
-        if name == "matched-mse":  # the discrete forwarder's loss; restored by the next "matched"
-            mean_q.compute_huber_loss = lambda y, target: 0.5 * (target - y) ** 2
-        else:
-            mean_q.compute_huber_loss = HUBER
         return d3rlpy.ope.FQEConfig(
             gamma=gamma, learning_rate=1e-3, batch_size=256, target_update_interval=20,
             encoder_factory=d3rlpy.models.encoders.VectorEncoderFactory(hidden_units=[128, 128]),
