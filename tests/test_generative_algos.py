@@ -14,6 +14,7 @@ import pytest
 import offrl
 from offrl.algos import DataSpec
 from offrl.data import Dataset, DatasetInfo, fit_transforms
+from offrl.data.sampling import Batch
 from offrl.train import device_data, init_agents, make_train_chunk
 
 from conftest import small_config
@@ -55,7 +56,8 @@ def bandit_actions(name, steps, **overrides):
 
 
 @pytest.mark.parametrize("name, overrides", [
-    pytest.param("idql", {}, marks=pytest.mark.xdist_group("idql")),
+    # the averaged denoiser that idql acts with follows the live one over ~100 of these 1,000 updates
+    pytest.param("idql", {"actor_ema_tau": 0.01}, marks=pytest.mark.xdist_group("idql")),
     pytest.param("diffusion_ql", {"steps": STEPS // 2}, marks=pytest.mark.xdist_group("diffusion_ql")),
     # the distillation weight is set for this bandit's Q scale (10) rather than locomotion's (hundreds)
     pytest.param("fql", {"alpha": 0.1}, marks=pytest.mark.xdist_group("fql")),
@@ -65,6 +67,28 @@ def test_policy_improvement_chooses_the_rewarded_corner(name, overrides):
     actions = bandit_actions(name, overrides.pop("steps", STEPS), **overrides)
     assert np.all(nearest_corner(actions) == 0), (name, actions[:8])
     assert np.mean(np.all(actions >= 0.3, axis=1)) >= 0.9, (name, actions[:8])  # well inside the corner's quadrant
+
+
+@pytest.mark.xdist_group("idql")
+def test_idql_acts_with_its_averaged_denoiser():
+    """act samples from ema_actor_params, which move by actor_ema_tau per update: the live denoiser's weights do
+    not change the actions, the average's do; after one update the average is tau * live + (1 - tau) * initial."""
+    from offrl.algos import idql
+
+    config = idql.Config(actor_hidden_dims=(16,), hidden_dims=(16,), num_samples=4, actor_ema_tau=0.25, batch_size=8)
+    state = idql.init(config, DataSpec(3, 2), jax.random.PRNGKey(0), 10)
+    batch = Batch(observations=np.ones((8, 3), np.float32), actions=np.zeros((8, 2), np.float32),
+                                      rewards=np.ones(8, np.float32), next_observations=np.ones((8, 3), np.float32),
+                                      terminals=np.zeros(8, np.float32), discounts=np.full(8, 0.99, np.float32))
+    new, _ = idql.update(config, state, batch, jax.random.PRNGKey(1))
+    expected = jax.tree.map(lambda live, old: 0.25 * live + 0.75 * old, new.actor.params, state.actor.params)
+    for got, want in zip(jax.tree.leaves(new.ema_actor_params), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    obs = np.ones((5, 3), np.float32)
+    act = lambda s: np.asarray(idql.act(config, s, obs, jax.random.PRNGKey(2)))
+    zeroed = jax.tree.map(np.zeros_like, new.actor.params)
+    np.testing.assert_array_equal(act(new), act(new.replace(actor=new.actor.replace(params=zeroed))))
+    assert not np.allclose(act(new), act(new.replace(ema_actor_params=new.actor.params)))
 
 
 @pytest.mark.xdist_group("bc")

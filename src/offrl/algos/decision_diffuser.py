@@ -51,7 +51,9 @@ class Config(Checked):
     condition_dropout: float = number(0.25, ge=0, lt=1)
     """Probability of dropping the return condition in training (the paper: 0.25)."""
     target_return: float = number(0.9, ge=0, le=1)
-    """Normalised return y* the planner asks for (1 = the dataset's best; the paper: 0.9)."""
+    """Normalised return y* the planner asks for (0 = the dataset's worst discounted return-to-go, 1 its best).
+    The paper's 0.9 is on another scale (discounted return divided by a fixed 400); 0.9 here asks for 90% of the
+    way from the data's worst to its best."""
     discount: float = number(0.99, ge=0, le=1)
     """Discount of the returns the model is conditioned on."""
     lr: float = number(2e-4, gt=0)

@@ -5,7 +5,8 @@ enters only at act time, re-sampling N behaviour samples by Q:
   value:   L_V   = E_D[ L_tau( min_i Q'_i(s, a) - V(s) ) ],       L_tau(u) = |tau - 1(u<0)| u^2
   critic:  L_Q   = sum_i E_D[ (r + discount (1 - d) V(s') - Q_i(s, a))^2 ]
   policy:  L_eps = E_{k, eps}[ || eps_theta(sqrt(abar_k) a + sqrt(1 - abar_k) eps, k | s) - eps ||^2 ]
-  act:     a_1..a_N ~ p_theta(. | s) (K ancestral steps, clipped to [-1, 1]),
+  act:     a_1..a_N ~ p_theta_bar(. | s) (K ancestral steps, clipped to [-1, 1]; theta_bar the Polyak average
+           of theta that the authors act with),
            a = argmax_j min_i Q'_i(s, a_j)   or   a_j drawn with probability softmax(beta Q)_j
 """
 
@@ -61,6 +62,9 @@ class Config(Checked):
     """Hidden layers of the critics and the value network."""
     batch_size: int = integer(256, ge=1)
     """Transitions per gradient step."""
+    actor_ema_tau: float = number(0.001, gt=0, le=1)
+    """Polyak rate of the averaged denoiser theta_bar that act samples from, once per update (the authors'
+    ``actor_tau`` 0.001; 1 samples from the live denoiser)."""
 
 
 @struct.dataclass
@@ -69,6 +73,7 @@ class State:
     critic: TrainState
     value: TrainState
     target_critic_params: dict
+    ema_actor_params: dict
     step: jax.Array
     action_dim: int = struct.field(pytree_node=False, default=1)  # the samples' width at act time
 
@@ -83,7 +88,7 @@ def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> St
                               tx=optax.adam(actor_lr))
     critic = TrainState.create(apply_fn=critic_net.apply, params=critic_net.init(k_critic, obs, acts), tx=optax.adam(config.critic_lr))
     value = TrainState.create(apply_fn=value_net.apply, params=value_net.init(k_value, obs), tx=optax.adam(config.critic_lr))
-    return State(actor, critic, value, critic.params, jnp.zeros((), jnp.int32), spec.action_dim)
+    return State(actor, critic, value, critic.params, actor.params, jnp.zeros((), jnp.int32), spec.action_dim)
 
 
 def value_loss(config: Config, state: State, params, batch: Batch) -> tuple[jax.Array, dict]:
@@ -115,7 +120,8 @@ def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[
     grads, v_info = jax.grad(lambda p: value_loss(config, state, p, batch), has_aux=True)(state.value.params)
     state = state.replace(value=state.value.apply_gradients(grads=grads))
     grads, a_info = jax.grad(lambda p: actor_loss(config, state, p, batch, key), has_aux=True)(state.actor.params)
-    state = state.replace(actor=state.actor.apply_gradients(grads=grads))
+    actor = state.actor.apply_gradients(grads=grads)
+    state = state.replace(actor=actor, ema_actor_params=polyak_update(actor.params, state.ema_actor_params, config.actor_ema_tau))
     grads, c_info = jax.grad(lambda p: critic_loss(config, state, p, batch), has_aux=True)(state.critic.params)
     critic = state.critic.apply_gradients(grads=grads)
     state = state.replace(
@@ -127,12 +133,12 @@ def update(config: Config, state: State, batch: Batch, key: jax.Array) -> tuple[
 
 
 def behaviour_samples(config: Config, state: State, observations: jax.Array, key: jax.Array) -> jax.Array:
-    """N samples of the diffusion policy per state, [B, N, act_dim]: all states' chains in one ``lax.scan``."""
+    """N samples of the averaged diffusion policy per state, [B, N, act_dim]: all states' chains in one ``lax.scan``."""
     b, n = observations.shape[0], config.num_samples
     obs = jnp.repeat(observations, n, axis=0)
     noise_key, chain_key = jax.random.split(key)
     x = jax.random.normal(noise_key, (b * n, state.action_dim))
-    model = lambda x, t: state.actor.apply_fn(state.actor.params, x, t, obs)
+    model = lambda x, t: state.actor.apply_fn(state.ema_actor_params, x, t, obs)
     actions = ddpm_sample(model, make_schedule(config.schedule, config.diffusion_steps), x, chain_key, clip=1.0)
     return jnp.clip(actions, -1.0, 1.0).reshape(b, n, -1)
 
