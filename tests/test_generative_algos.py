@@ -80,12 +80,13 @@ def test_idql_acts_with_its_averaged_denoiser():
     batch = Batch(observations=np.ones((8, 3), np.float32), actions=np.zeros((8, 2), np.float32),
                                       rewards=np.ones(8, np.float32), next_observations=np.ones((8, 3), np.float32),
                                       terminals=np.zeros(8, np.float32), discounts=np.full(8, 0.99, np.float32))
-    new, _ = idql.update(config, state, batch, jax.random.PRNGKey(1))
+    new, _ = jax.jit(lambda s, b: idql.update(config, s, b, jax.random.PRNGKey(1)))(state, batch)
     expected = jax.tree.map(lambda live, old: 0.25 * live + 0.75 * old, new.actor.params, state.actor.params)
     for got, want in zip(jax.tree.leaves(new.ema_actor_params), jax.tree.leaves(expected)):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     obs = np.ones((5, 3), np.float32)
-    act = lambda s: np.asarray(idql.act(config, s, obs, jax.random.PRNGKey(2)))
+    act_jit = jax.jit(lambda s: idql.act(config, s, obs, jax.random.PRNGKey(2)))  # one compile for the three calls
+    act = lambda s: np.asarray(act_jit(s))
     zeroed = jax.tree.map(np.zeros_like, new.actor.params)
     np.testing.assert_array_equal(act(new), act(new.replace(actor=new.actor.replace(params=zeroed))))
     assert not np.allclose(act(new), act(new.replace(ema_actor_params=new.actor.params)))
