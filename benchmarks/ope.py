@@ -196,6 +196,13 @@ def main() -> int:
     ap.add_argument("--mc-from", default=None, metavar="JSON", help="reuse the MC values of an earlier run of this script")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    unknown = sorted(set(args.peer_configs.split(",")) - set(PEER_CONFIGS))
+    if unknown:
+        ap.error(f"--peer-configs: unknown {', '.join(unknown)}; choose among {', '.join(PEER_CONFIGS)}")
+    if args.peer_fqe and not Path(args.peer_fqe).is_file():
+        ap.error(f"--peer-fqe {args.peer_fqe}: no such python; create the peer venv (benchmarks/README.md)")
+    if args.mc_from and not Path(args.mc_from).is_file():
+        ap.error(f"--mc-from {args.mc_from}: no such file; pass the JSON an earlier run wrote with --out")
     log = lambda m: print(m, file=sys.stderr, flush=True)
     t0 = time.time()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()  # at start
@@ -228,7 +235,7 @@ def main() -> int:
         previous_mc = {r["policy"]: r["mc_value"] for r in prev["policies"]}
         missing = [name for name, _, _ in policies if name not in previous_mc]
         if missing or prev["discount"] != args.discount or prev["mc_episodes"] != args.mc_episodes:
-            raise SystemExit(f"--mc-from {args.mc_from}: it lacks {missing} or used another discount / --mc-episodes")
+            ap.error(f"--mc-from {args.mc_from}: it lacks {missing} or used another discount / --mc-episodes")
     rows = []
     for name, policy, act in policies:
         t = time.time()

@@ -6,8 +6,9 @@ and trained against Q; acting needs one network call (no sampling chain):
   flow:    L_BC = E[ || v_theta(s, x_t, t) - (a - x_0) ||^2 ],  x_t = (1 - t) x_0 + t a,  x_0 ~ N(0, I)
   one-step: L_mu = alpha E_z[ || mu_w(s, z) - Euler_theta(s, z) ||^2 ] - E_z[ Q(s, clip(mu_w(s, z))) ]
 with Euler_theta(s, z) the flow's action from noise z after ``flow_steps`` Euler steps (no gradient) and
-Q = mean_i Q_i (``q_agg`` sets only the target's aggregation, as in the authors' code). As the authors' code, all three losses are computed from the parameters before the
-update, then the target critic moves by Polyak averaging.
+Q = mean_i Q_i (``q_agg`` sets only the target's aggregation, as in the authors' code). As the authors'
+code, all three losses are computed from the parameters before the update, then the target critic moves by
+Polyak averaging.
 """
 
 from __future__ import annotations
