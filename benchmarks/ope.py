@@ -47,6 +47,7 @@ from offrl.data import load_dataset
 from offrl.evaluate import evaluate
 from offrl.ope import (FQEConfig, ModelBasedConfig, OPEConfig, Policy, ProxyConfig, behaviour_log_probs, episodes_of,
                        evaluate_policy, normalised_absolute_error, regret_at_k, spearman)
+from offrl.ope.run import WEIGHTED
 
 EPSILONS = (0.05, 0.2, 0.4, 0.6, 0.8, 1.0)
 AGENTS = ("bc_discrete", "dqn_offline", "cql_discrete", "iql_discrete")
@@ -227,8 +228,10 @@ def main() -> int:
     config = OPEConfig(discount=args.discount, max_weight=args.max_weight)
     fqe = FQEConfig(discount=args.discount, steps=args.fqe_steps, hidden_dims=tuple(args.fqe_hidden_dims), chunk=args.fqe_steps)
     model = ModelBasedConfig(discount=args.discount, max_epochs=args.mb_max_epochs)
-    behaviour = behaviour_log_probs(dataset, ProxyConfig(steps=args.proxy_steps), log)
-    log(f"{dataset.info.name}: {len(dataset)} transitions, {episodes.num_episodes} episodes, behaviour {behaviour.source}")
+    # Only the importance-weighted estimators need the behaviour's log-probs (a proxy fit when the data has none).
+    behaviour = behaviour_log_probs(dataset, ProxyConfig(steps=args.proxy_steps), log) if set(estimators) & set(WEIGHTED) else None
+    source = behaviour.source if behaviour else "not needed"
+    log(f"{dataset.info.name}: {len(dataset)} transitions, {episodes.num_episodes} episodes, behaviour {source}")
     previous_mc = {}
     if args.mc_from:
         prev = json.loads(Path(args.mc_from).read_text())
@@ -260,12 +263,12 @@ def main() -> int:
                         "coverage": float(np.mean([r["estimates"][est]["ci_low"] <= r["mc_value"] <= r["estimates"][est]["ci_high"]
                                                    for r in rows])) if "ci_low" in rows[0]["estimates"][est] else float("nan")}
     result = {"dataset": dataset.info.name, "transitions": len(dataset), "episodes": episodes.num_episodes,
-              "behaviour": behaviour.source, "behaviour_nll": behaviour.nll, "discount": args.discount,
+              "behaviour": source, "behaviour_nll": behaviour.nll if behaviour else None, "discount": args.discount,
               "fqe_steps": args.fqe_steps, "fqe_hidden_dims": args.fqe_hidden_dims, "agent_steps": args.agent_steps, "mc_episodes": args.mc_episodes, "max_weight": args.max_weight,
               "mc_from": args.mc_from, "commit": commit, "seconds": time.time() - t0, "policies": rows, "metrics": metrics,
               "command": " ".join(sys.argv)}
     print(f"\n{dataset.info.name} ({len(dataset)} transitions, {episodes.num_episodes} episodes, behaviour "
-          f"{behaviour.source}), {len(rows)} policies, discount {args.discount}\n")
+          f"{source}), {len(rows)} policies, discount {args.discount}\n")
     print("| policy | MC value | " + " | ".join(estimators) + " |")
     print("|---|---:|" + "---:|" * len(estimators))
     for r in rows:

@@ -158,6 +158,11 @@ def test_set_overrides_are_part_of_a_rows_identity(tmp_path, offrl_home, monkeyp
     assert main(argv) == 0
     assert "stored row reused" not in capsys.readouterr().err and len(read_rows(results / "locomotion-cpu")) == 2
     # Bad overrides are clear errors before any training.
+    # A flag takes true/false like any other field (tyro's --x / --no-x underneath).
+    from offrl.bench import algo_config
+    assert algo_config("rebrac", ("layer_norm_after_activation=true", "critic_layer_norm=False")).layer_norm_after_activation
+    assert not algo_config("rebrac", ("critic_layer_norm=false",)).critic_layer_norm
+    assert algo_config("rebrac", ("critic_layer_norm=1",)).critic_layer_norm
     for bad, message in [(["beta=3"], "bc has no field 'beta'"), (["batch_size"], "expected FIELD=VALUE"),
                          (["batch_size=many"], "--set batch_size=many: --batch-size: invalid literal for int()"),
                          (["batch_size=0"], "bc.Config.batch_size = 0 is out of range: must be an int >= 1")]:

@@ -161,9 +161,10 @@ def test_sac_n_target_is_the_ensemble_minimum_soft_backup():
 
 
 def test_sac_n_with_two_critics_is_sac_offline():
-    """N = 2 (and SAC's widths and log-std clip): the same initial networks and the same update, bit for bit."""
+    """N = 2 (and SAC's widths, log-std clip and initialisation): the same initial networks and the same update, bit for bit."""
     common = dict(hidden_dims=(32, 32), init_temperature=0.5)
-    sac_config, n_config = sac.Config(**common), edac.Config(num_qs=2, log_std_min=-20.0, **common)
+    sac_config = sac.Config(**common)
+    n_config = edac.Config(num_qs=2, log_std_min=-20.0, network_init="lecun_normal", **common)
     key = jax.random.PRNGKey(2)
     sac_state, n_state = init(sac, sac_config, 2), init(edac, n_config, 2)
     jax.tree.map(np.testing.assert_array_equal, sac_state.critic.params, n_state.critic.params)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from offrl.nets import MLP, ActionVAE, Critic, GaussianActor, ValueNet
+from offrl.nets import MLP, ActionVAE, Critic, DeterministicActor, GaussianActor, TanhGaussianActor, ValueNet
 
 
 def _dense_layers(params):
@@ -38,6 +38,43 @@ def test_default_init_is_lecun_normal_with_zero_bias():
     assert not b1.any() and not b2.any()
     # truncated normal with variance 1 / fan_in (three times that of uniform_fan_in)
     np.testing.assert_allclose(k1.var(), 1.0 / 100, rtol=0.1)
+
+
+def test_small_output_init_has_uniform_kernels_biases_point_one_and_a_small_output_layer():
+    params = MLP((300, 200), 4, initializer="small_output", output_init_scale=0.01).init(jax.random.PRNGKey(0), jnp.zeros((1, 100)))
+    (k1, b1), (k2, b2), (k3, b3) = _dense_layers(params)
+    for kernel, bias in ((k1, b1), (k2, b2)):
+        bound = 1.0 / np.sqrt(kernel.shape[0])
+        assert np.all(np.abs(kernel) <= bound)
+        np.testing.assert_allclose(kernel.var(), bound**2 / 3, rtol=0.15)
+        np.testing.assert_array_equal(bias, np.float32(0.1))
+    for x in (k3, b3):
+        assert np.all(np.abs(x) <= 0.01)
+    assert np.abs(k3).max() > 0.005 and np.abs(b3).max() > 0  # drawn, not zero
+    # the actors' output layers start within 1e-3, the critics' within 3e-3 (the reference code's bounds)
+    for net, inputs, bound in ((DeterministicActor((16,), 2, initializer="small_output"), (jnp.zeros((1, 3)),), 1e-3),
+                               (TanhGaussianActor((16,), 2, initializer="small_output"), (jnp.zeros((1, 3)),), 1e-3),
+                               (Critic((16,), initializer="small_output"), (jnp.zeros((1, 3)), jnp.zeros((1, 2))), 3e-3)):
+        (_, hidden_bias), (out_kernel, out_bias) = _dense_layers(net.init(jax.random.PRNGKey(1), *inputs))
+        np.testing.assert_array_equal(hidden_bias, np.float32(0.1))
+        assert np.abs(np.concatenate([out_kernel.ravel(), out_bias.ravel()])).max() <= bound
+        assert np.abs(out_kernel).max() > bound / 2
+
+
+def test_layer_norm_goes_before_or_after_the_activation():
+    x = jax.random.normal(jax.random.PRNGKey(3), (5, 4))
+    outputs = {}
+    for after in (False, True):
+        net = MLP((8,), 3, layer_norm=True, layer_norm_after_activation=after)
+        params = net.init(jax.random.PRNGKey(0), x)
+        (k1, b1), (k2, b2) = [(np.asarray(params["params"][f"Dense_{i}"]["kernel"]), np.asarray(params["params"][f"Dense_{i}"]["bias"]))
+                              for i in (0, 1)]
+        h = np.asarray(x, np.float64) @ k1 + b1
+        norm = lambda z: (z - z.mean(-1, keepdims=True)) / np.sqrt(z.var(-1, keepdims=True) + 1e-6)  # scale 1, offset 0 at init
+        h = norm(np.maximum(h, 0)) if after else np.maximum(norm(h), 0)
+        outputs[after] = np.asarray(net.apply(params, x))
+        np.testing.assert_allclose(outputs[after], h @ k2 + b2, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(outputs[False], outputs[True], atol=1e-3)
 
 
 @pytest.mark.parametrize("make", [

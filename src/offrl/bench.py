@@ -53,6 +53,8 @@ import shlex
 import subprocess
 import sys
 import time
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
@@ -185,6 +187,14 @@ def peer_overrides(items: tuple[str, ...]) -> dict | None:
     return out
 
 
+BOOL_WORDS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
+def _is_bool_field(cls, name: str) -> bool:
+    hint = typing.get_type_hints(cls).get(name)
+    return hint is bool or (typing.get_origin(hint) in (typing.Union, types.UnionType) and bool in typing.get_args(hint))
+
+
 def algo_config(algo_name: str, overrides: tuple[str, ...] = ()):
     """The algorithm's default config with ``FIELD=VALUE`` overrides, parsed and type-checked by its dataclass."""
     from offrl.algos import get_algo
@@ -198,7 +208,11 @@ def algo_config(algo_name: str, overrides: tuple[str, ...] = ()):
             raise ValueError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set beta=10")
         if name not in fields:
             raise ValueError(f"--set {item!r}: {algo_name} has no field {name!r}; its fields: {', '.join(sorted(fields))}")
-        argv += [f"--{name.replace('_', '-')}", *(value.split(",") if value else [])]
+        flag = name.replace("_", "-")
+        if value.lower() in BOOL_WORDS and _is_bool_field(cls, name):  # tyro's flags take no value: --x / --no-x
+            argv.append(f"--{flag}" if BOOL_WORDS[value.lower()] else f"--no-{flag}")
+            continue
+        argv += [f"--{flag}", *(value.split(",") if value else [])]
     if not argv:
         return cls()
     try:

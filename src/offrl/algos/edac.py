@@ -16,7 +16,7 @@ temperature, Polyak target (with N = 2 and the same widths, ``sac_n`` is ``sac_o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import flax.struct as struct
 import jax
@@ -25,7 +25,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
-from offrl.config import Checked, ConfigError, flag, integer, number, sizes
+from offrl.config import Checked, ConfigError, choice, flag, integer, number, sizes
 from offrl.data.sampling import Batch
 from offrl.losses import (ensemble_td_loss, entropy_target, gradient_diversity, polyak_update, sac_actor_loss, soft_next_value,
                           td_target)
@@ -65,6 +65,11 @@ class Config(Checked):
     """Hidden layer sizes of the actor and of every critic (the paper: 3 layers of 256)."""
     batch_size: int = integer(256, ge=1)
     """Transitions per gradient step."""
+    network_init: Literal["lecun_normal", "uniform_fan_in", "small_output"] = choice("lecun_normal")
+    """Dense initialisation (``offrl.nets.NETWORK_INITS``). The paper's code uses ``small_output`` (PyTorch's uniform
+    kernels, hidden biases 0.1, output layers within +-1e-3 actor / +-3e-3 critics: every member starts near Q = 0);
+    offrl keeps Flax's default, with which SAC-N's 50 critics stay inside the OOD trap's support and with
+    ``small_output`` leave it (a = 0.25 after 1,000 updates; EDAC's 10 stay with both)."""
 
     @classmethod
     def preset(cls, dataset: str, **overrides) -> "Config":
@@ -128,8 +133,8 @@ def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> St
     _check(config)
     k_actor, k_critic = jax.random.split(key)
     obs, acts = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.action_dim))
-    actor_net = TanhGaussianActor(config.hidden_dims, spec.action_dim, config.log_std_min, config.log_std_max)
-    critic_net = Critic(config.hidden_dims, num_qs=config.num_qs)
+    actor_net = TanhGaussianActor(config.hidden_dims, spec.action_dim, config.log_std_min, config.log_std_max, config.network_init)
+    critic_net = Critic(config.hidden_dims, num_qs=config.num_qs, initializer=config.network_init)
     temp_net = LogScalar(config.init_temperature, "log_temperature")
     actor = TrainState.create(apply_fn=actor_net.apply, params=actor_net.init(k_actor, obs), tx=optax.adam(config.actor_lr))
     critic = TrainState.create(apply_fn=critic_net.apply, params=critic_net.init(k_critic, obs, acts), tx=optax.adam(config.critic_lr))

@@ -16,6 +16,7 @@ losses are TD3's (critic as td3bc's; actor -lambda min_i Q_i).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import flax.struct as struct
 import jax
@@ -25,7 +26,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
-from offrl.config import Checked, flag, integer, number, sizes
+from offrl.config import Checked, choice, flag, integer, number, sizes
 from offrl.data.sampling import Batch
 from offrl.losses import ensemble_td_loss, polyak_update, td_target
 from offrl.nets import Critic, DeterministicActor
@@ -46,6 +47,11 @@ class Config(Checked):
     """LayerNorm after every hidden Dense layer of the critics (the paper's main stabiliser)."""
     actor_layer_norm: bool = flag(False)
     """LayerNorm after every hidden Dense layer of the actor (the authors' locomotion configs: off)."""
+    layer_norm_after_activation: bool = flag(False)
+    """Put each LayerNorm after the ReLU (Dense -> ReLU -> LayerNorm, the authors' code) instead of before it."""
+    network_init: Literal["lecun_normal", "uniform_fan_in", "small_output"] = choice("lecun_normal")
+    """Dense initialisation (``offrl.nets.NETWORK_INITS``); the authors' code: ``small_output`` (hidden biases 0.1,
+    output layers within +-1e-3 actor / +-3e-3 critic)."""
     discount: float = number(0.99, ge=0, le=1)
     """Discount factor gamma."""
     tau: float = number(0.005, gt=0, le=1)
@@ -100,8 +106,9 @@ class State:
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
     k_actor, k_critic = jax.random.split(key)
     obs, acts = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.action_dim))
-    actor_net = DeterministicActor(config.hidden_dims, spec.action_dim, layer_norm=config.actor_layer_norm)
-    critic_net = Critic(config.hidden_dims, num_qs=config.num_qs, layer_norm=config.critic_layer_norm)
+    layout = dict(initializer=config.network_init, layer_norm_after_activation=config.layer_norm_after_activation)
+    actor_net = DeterministicActor(config.hidden_dims, spec.action_dim, layer_norm=config.actor_layer_norm, **layout)
+    critic_net = Critic(config.hidden_dims, num_qs=config.num_qs, layer_norm=config.critic_layer_norm, **layout)
     actor = TrainState.create(apply_fn=actor_net.apply, params=actor_net.init(k_actor, obs), tx=optax.adam(config.actor_lr))
     critic = TrainState.create(apply_fn=critic_net.apply, params=critic_net.init(k_critic, obs, acts), tx=optax.adam(config.critic_lr))
     return State(actor, critic, actor.params, critic.params, jnp.zeros((), jnp.int32))

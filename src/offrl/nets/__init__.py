@@ -14,27 +14,40 @@ import jax
 import jax.numpy as jnp
 
 
-NETWORK_INITS = ("lecun_normal", "uniform_fan_in")
+NETWORK_INITS = ("lecun_normal", "uniform_fan_in", "small_output")
 """Initialisations of the Dense layers of :class:`MLP`: ``lecun_normal`` (Flax's default: kernel
-~ truncated normal with variance 1/fan_in, bias 0) and ``uniform_fan_in`` (kernel and bias ~
+~ truncated normal with variance 1/fan_in, bias 0), ``uniform_fan_in`` (kernel and bias ~
 U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the default of PyTorch's ``nn.Linear`` and so of the PyTorch
-reference implementations)."""
+reference implementations) and ``small_output`` (hidden kernels ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+hidden biases 0.1, the output layer's kernel and bias ~ U(-s, s) with s = ``output_init_scale``: the
+initialisation of An et al.'s EDAC code, which ReBRAC's reference code reuses; the networks start
+with outputs near 0)."""
 
 
-def _dense(features: int, fan_in: int, init: str) -> nn.Dense:
+def _uniform(bound: float) -> Callable:
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def _dense(features: int, fan_in: int, init: str, output: bool = False, output_scale: float = 3e-3) -> nn.Dense:
     if init == "lecun_normal":
         return nn.Dense(features)
     if init == "uniform_fan_in":
-        bound = 1.0 / float(fan_in) ** 0.5
-        uniform = lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+        uniform = _uniform(1.0 / float(fan_in) ** 0.5)
         return nn.Dense(features, kernel_init=uniform, bias_init=uniform)
+    if init == "small_output":
+        if output:
+            return nn.Dense(features, kernel_init=_uniform(output_scale), bias_init=_uniform(output_scale))
+        return nn.Dense(features, kernel_init=_uniform(1.0 / float(fan_in) ** 0.5), bias_init=nn.initializers.constant(0.1))
     raise ValueError(f"unknown network init {init!r}; valid values: {', '.join(NETWORK_INITS)}")
 
 
 class MLP(nn.Module):
     """A multilayer perceptron: hidden layers with ``activation``, then a linear output layer.
 
-    ``initializer`` names the Dense layers' initialisation (see :data:`NETWORK_INITS`).
+    ``initializer`` names the Dense layers' initialisation (see :data:`NETWORK_INITS`; ``output_init_scale``
+    is the output layer's bound under ``small_output``). ``layer_norm`` puts a LayerNorm in every hidden
+    layer: Dense -> LayerNorm -> activation, or Dense -> activation -> LayerNorm with
+    ``layer_norm_after_activation`` (the order of ReBRAC's and EDAC's reference code).
     """
 
     hidden_dims: Sequence[int]
@@ -43,29 +56,37 @@ class MLP(nn.Module):
     layer_norm: bool = False
     dropout_rate: float = 0.0
     initializer: str = "lecun_normal"
+    layer_norm_after_activation: bool = False
+    output_init_scale: float = 3e-3
 
     @nn.compact
     def __call__(self, x: jax.Array, training: bool = False) -> jax.Array:
         for size in self.hidden_dims:
             x = _dense(size, x.shape[-1], self.initializer)(x)
-            if self.layer_norm:
+            if self.layer_norm and not self.layer_norm_after_activation:
                 x = nn.LayerNorm()(x)
             x = self.activation(x)
+            if self.layer_norm and self.layer_norm_after_activation:
+                x = nn.LayerNorm()(x)
             if self.dropout_rate > 0.0:
                 x = nn.Dropout(self.dropout_rate, deterministic=not training)(x)
-        return _dense(self.output_dim, x.shape[-1], self.initializer)(x)
+        return _dense(self.output_dim, x.shape[-1], self.initializer, output=True, output_scale=self.output_init_scale)(x)
 
 
 class DeterministicActor(nn.Module):
-    """a = tanh(MLP(s)): a deterministic policy in the unit action box (``layer_norm``: after each hidden Dense)."""
+    """a = tanh(MLP(s)): a deterministic policy in the unit action box (``layer_norm``, ``initializer`` and
+    ``layer_norm_after_activation`` as :class:`MLP`'s; under ``small_output`` the last layer starts within +-1e-3)."""
 
     hidden_dims: Sequence[int]
     action_dim: int
     layer_norm: bool = False
+    initializer: str = "lecun_normal"
+    layer_norm_after_activation: bool = False
 
     @nn.compact
     def __call__(self, observations: jax.Array) -> jax.Array:
-        return jnp.tanh(MLP(self.hidden_dims, self.action_dim, layer_norm=self.layer_norm)(observations))
+        return jnp.tanh(MLP(self.hidden_dims, self.action_dim, layer_norm=self.layer_norm, initializer=self.initializer,
+                            layer_norm_after_activation=self.layer_norm_after_activation, output_init_scale=1e-3)(observations))
 
 
 LOG_STD_BOUNDS = ("clip", "sigmoid")
@@ -158,6 +179,7 @@ class Critic(nn.Module):
     num_qs: int = 2
     layer_norm: bool = False
     initializer: str = "lecun_normal"
+    layer_norm_after_activation: bool = False
 
     @nn.compact
     def __call__(self, observations: jax.Array, actions: jax.Array, per_member: bool = False) -> jax.Array:
@@ -170,7 +192,8 @@ class Critic(nn.Module):
             axis_size=self.num_qs,
         )
         x = jnp.concatenate([observations, actions], axis=-1)
-        return ensemble(self.hidden_dims, 1, layer_norm=self.layer_norm, initializer=self.initializer)(x)[..., 0]
+        return ensemble(self.hidden_dims, 1, layer_norm=self.layer_norm, initializer=self.initializer,
+                        layer_norm_after_activation=self.layer_norm_after_activation)(x)[..., 0]
 
 
 def ensemble_action_gradients(apply_fn: Callable, params, observations: jax.Array, actions: jax.Array,
@@ -237,11 +260,13 @@ class TanhGaussianActor(nn.Module):
     action_dim: int
     log_std_min: float = -20.0
     log_std_max: float = 2.0
+    initializer: str = "lecun_normal"
+    """:data:`NETWORK_INITS`; under ``small_output`` the mean and log-std layer starts within +-1e-3."""
 
     @nn.compact
     def __call__(self, observations: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Returns the pre-squash ``(mean, log_std)``, both of shape (..., action_dim)."""
-        out = MLP(self.hidden_dims, 2 * self.action_dim)(observations)
+        out = MLP(self.hidden_dims, 2 * self.action_dim, initializer=self.initializer, output_init_scale=1e-3)(observations)
         mean, log_std = jnp.split(out, 2, axis=-1)
         return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
 
