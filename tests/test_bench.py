@@ -163,6 +163,8 @@ def test_set_overrides_are_part_of_a_rows_identity(tmp_path, offrl_home, monkeyp
     assert algo_config("rebrac", ("layer_norm_after_activation=true", "critic_layer_norm=False")).layer_norm_after_activation
     assert not algo_config("rebrac", ("critic_layer_norm=false",)).critic_layer_norm
     assert algo_config("rebrac", ("critic_layer_norm=1",)).critic_layer_norm
+    with pytest.raises(ValueError, match="critic_layer_norm is true or false"):
+        algo_config("rebrac", ("critic_layer_norm=maybe",))
     for bad, message in [(["beta=3"], "bc has no field 'beta'"), (["batch_size"], "expected FIELD=VALUE"),
                          (["batch_size=many"], "--set batch_size=many: --batch-size: invalid literal for int()"),
                          (["batch_size=0"], "bc.Config.batch_size = 0 is out of range: must be an int >= 1")]:

@@ -209,7 +209,9 @@ def algo_config(algo_name: str, overrides: tuple[str, ...] = ()):
         if name not in fields:
             raise ValueError(f"--set {item!r}: {algo_name} has no field {name!r}; its fields: {', '.join(sorted(fields))}")
         flag = name.replace("_", "-")
-        if value.lower() in BOOL_WORDS and _is_bool_field(cls, name):  # tyro's flags take no value: --x / --no-x
+        if _is_bool_field(cls, name):  # tyro's flags take no value: --x / --no-x
+            if value.lower() not in BOOL_WORDS:
+                raise ValueError(f"--set {item!r}: {name} is true or false, e.g. --set {name}=true")
             argv.append(f"--{flag}" if BOOL_WORDS[value.lower()] else f"--no-{flag}")
             continue
         argv += [f"--{flag}", *(value.split(",") if value else [])]
