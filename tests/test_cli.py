@@ -28,7 +28,7 @@ def trained_run(home, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "bc-run"
     proc = run_cli("train", "bc", "--dataset", "pendulum-mixed", "--steps", "200", "--chunk", "100",
                    "--eval-interval", "100", "--eval-episodes", "2", "--seeds", "2", "--run-dir", str(run_dir),
-                   "--no-progress", env_home=home)
+                   env_home=home)  # progress on: stderr is a pipe, so it comes as plain lines
     assert proc.returncode == 0, proc.stderr
     return run_dir, proc
 
@@ -38,6 +38,7 @@ def test_train_writes_metrics_plot_checkpoint_and_score(trained_run):
     for name in ("train.jsonl", "train.csv", "eval.jsonl", "eval.csv", "curves.png", "checkpoint.msgpack", "config.json"):
         assert (run_dir / name).stat().st_size > 0, name
     assert "normalised score" in proc.stdout
+    assert "bc on pendulum-mixed: 200/200 updates (100%)" in proc.stderr, proc.stderr  # the closing progress line
     with (run_dir / "eval.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [100, 200]

@@ -43,6 +43,7 @@ from offrl.compiled import cached, release_if_near_map_limit
 from offrl.data import DatasetInfo, Transforms
 from offrl.data.sampling import Batch, DeviceData, sample_uniform
 from offrl.logger import RunLogger, plot_run
+from offrl.progress import Progress
 
 __all__ = ["ReplayBuffer", "buffer_init", "buffer_add", "buffer_sample", "train_online", "OnlineResult"]
 
@@ -437,7 +438,7 @@ def train_online(
         t_start = t_log = time.perf_counter()
         steps_at_log = updates_at_log = 0
         title = f"{algo.name} online on {env_id}" + (f" ({seeds} seeds)" if seeds > 1 else "")
-        bar = _Progress(progress, env_steps, title)
+        bar = Progress(progress, env_steps, title, unit="env steps")
         no_eval = {"return_mean": None, "return_std": None, "returns": []}
         # the policy that collects the next block: the agents themselves, or a host copy (overlap)
         acting, acting_keys = (jax.device_put((state, act_keys), cpu) if overlap else (state, act_keys))
@@ -605,35 +606,3 @@ def _stack(metrics: list[dict]) -> dict:
     if not metrics:
         return {}
     return {k: jnp.stack([m[k] for m in metrics]) for k in metrics[0]}
-
-
-class _Progress:
-    """A rich progress bar: env steps done, env steps/s, ETA and the latest evaluation."""
-
-    def __init__(self, enabled: bool, total: int, title: str):
-        self.enabled = enabled
-        if not enabled:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[sps]}"), TextColumn("ETA"), TimeRemainingColumn(),
-            TextColumn("{task.fields[score]}"),
-        )
-        self._progress.start()
-        self._task = self._progress.add_task(title, total=total, completed=0, sps="", score="")
-
-    def update(self, step: int, sps: float | None, score: str | None) -> None:
-        if not self.enabled:
-            return
-        fields = {}
-        if sps is not None:
-            fields["sps"] = f"{sps:,.0f} env steps/s"
-        if score is not None:
-            fields["score"] = score
-        self._progress.update(self._task, completed=step, **fields)
-
-    def close(self) -> None:
-        if self.enabled:
-            self._progress.stop()

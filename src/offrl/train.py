@@ -34,6 +34,7 @@ from offrl.config import Checked, ConfigError, choice, flag, integer
 from offrl.data import Dataset, Transforms, fit_transforms, to_device
 from offrl.data.transforms import REWARD_SCALINGS
 from offrl.logger import RunLogger, plot_run, read_jsonl
+from offrl.progress import Progress
 from offrl.population import (Population, canonical_structure, check_members, check_traceable, member_rows, recording,
                               refuse_host_reads, traced_config, with_member_statics, write_member_rows)
 
@@ -675,7 +676,7 @@ def fit(
     next_ckpt = (start_step // checkpoint_interval + 1) * checkpoint_interval
     step, last_score, final_eval, metrics = start_step, None, [], None
     t_start, steps_done = time.perf_counter(), 0
-    bar = _Progress(enabled=progress, total=steps, start=start_step, title=f"{algo.name} on {dataset.info.name or 'dataset'}")
+    bar = Progress(enabled=progress, total=steps, start=start_step, title=f"{algo.name} on {dataset.info.name or 'dataset'}")
     try:
         while step < steps:
             n = min(chunk, steps - step)
@@ -750,33 +751,3 @@ def _headline(row: dict) -> str:
     if row.get("normalized_score") is not None:
         return f"score {row['normalized_score']:.1f} ± {row['normalized_score_std']:.1f}"
     return f"return {row['return_mean']:.1f} ± {row['return_std']:.1f}"
-
-
-class _Progress:
-    """A rich progress bar: updates done, updates/s, ETA and the latest evaluation."""
-
-    def __init__(self, enabled: bool, total: int, start: int, title: str):
-        self.enabled = enabled
-        if not enabled:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(bar_width=16), MofNCompleteColumn(),
-            TextColumn("{task.fields[ups]}"), TextColumn("ETA"), TimeRemainingColumn(),
-            TextColumn("{task.fields[score]}"),
-        )
-        self._progress.start()
-        self._task = self._progress.add_task(title, total=total, completed=start, ups="", score="")
-
-    def update(self, step: int, ups: float | None, score: str | None) -> None:
-        if not self.enabled:
-            return
-        fields = {"score": score or ""}
-        if ups is not None:
-            fields["ups"] = f"{ups:,.0f} upd/s"
-        self._progress.update(self._task, completed=step, **fields)
-
-    def close(self) -> None:
-        if self.enabled:
-            self._progress.stop()
