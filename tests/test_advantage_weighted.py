@@ -235,6 +235,19 @@ def test_critic_loss_td_target_with_policy_next_action(module):
     np.testing.assert_allclose(float(loss), ((q - y) ** 2).mean(axis=1).sum(), rtol=1e-4)
 
 
+def test_crr_critic_layer_norm_matches_a_numpy_forward_pass():
+    from test_ensembles import np_critic
+
+    batch, outputs = random_batch(3), {}
+    for layer_norm in (False, True):
+        config = crr.Config(hidden_dims=(16, 16), critic_layer_norm=layer_norm)
+        state = crr.init(config, DataSpec(OBS, ACT), jax.random.PRNGKey(0), 10)
+        outputs[layer_norm] = got = np64(crr.q_value(config, state, batch.observations, batch.actions))
+        want = np_critic(state.critic.params, batch.observations, batch.actions, 2, layer_norm=layer_norm).min(axis=0)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(outputs[False], outputs[True], atol=1e-3)  # the flag changes the network
+
+
 def np_advantage(state, batch, key, num, baseline):
     """A = min_i Q_i(s, a) - baseline_j min_i Q_i(s, a_j) over num policy samples a_j."""
     q_data = critic_outputs(state, state.critic.params, batch.observations, batch.actions).min(axis=0)

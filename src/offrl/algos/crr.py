@@ -24,7 +24,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.registry import Algo, DataSpec, register
-from offrl.config import Checked, choice, integer, number, sizes
+from offrl.config import Checked, choice, flag, integer, number, sizes
 from offrl.data.sampling import Batch
 from offrl.losses import (advantage_weights, binary_filter, ensemble_td_loss, polyak_update, td_target,
                           weighted_log_likelihood_loss)
@@ -55,6 +55,8 @@ class Config(Checked):
     """Adam learning rate of the twin critic."""
     hidden_dims: tuple[int, ...] = sizes((256, 256))
     """Hidden layer sizes of actor and critics."""
+    critic_layer_norm: bool = flag(False)
+    """LayerNorm after each hidden Dense layer of the critics (before the ReLU); False is the paper's plain MLP."""
     batch_size: int = integer(256, ge=1)
     """Transitions per gradient step."""
 
@@ -70,7 +72,8 @@ class State:
 def init(config: Config, spec: DataSpec, key: jax.Array, total_steps: int) -> State:
     k_actor, k_critic = jax.random.split(key)
     obs, acts = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.action_dim))
-    actor_net, critic_net = GaussianActor(config.hidden_dims, spec.action_dim), Critic(config.hidden_dims)
+    actor_net = GaussianActor(config.hidden_dims, spec.action_dim)
+    critic_net = Critic(config.hidden_dims, layer_norm=config.critic_layer_norm)
     actor = TrainState.create(apply_fn=actor_net.apply, params=actor_net.init(k_actor, obs), tx=optax.adam(config.actor_lr))
     critic = TrainState.create(apply_fn=critic_net.apply, params=critic_net.init(k_critic, obs, acts), tx=optax.adam(config.critic_lr))
     return State(actor, critic, critic.params, jnp.zeros((), jnp.int32))
