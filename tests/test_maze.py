@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -62,6 +64,19 @@ def test_maps_match_the_env_and_ids_are_registered(maze):
         assert info == {"success": False}
         obs2, r, term, trunc, info = env.step(np.zeros(2, np.float32))
         assert r == 0.0 and not term and not trunc and set(info) == {"success"}
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("env_id", [M.MAZES["umaze"].env_id, "PointMaze_UMaze-v3"])  # offrl's, gymnasium-robotics'
+def test_building_a_maze_env_leaves_no_model_file_behind(env_id):
+    env = make_env(env_id)
+    try:
+        inner = getattr(env.unwrapped, "_inner", env.unwrapped)
+        assert os.path.basename(inner.tmp_xml_file_path).startswith("ant_maze")
+        assert not os.path.exists(inner.tmp_xml_file_path)  # gymnasium-robotics wrote it; the env removed it
+        env.reset(seed=0)
+        env.step(env.action_space.sample())  # the simulator does not need the file again
     finally:
         env.close()
 

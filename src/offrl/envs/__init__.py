@@ -59,9 +59,14 @@ def make_env(
         raise UnknownEnvError(_unknown_env_message(env_id, list(gym.registry.keys())))
     try:
         with _mujoco_model_warnings():
-            return gym.make(env_id, **kwargs)
+            env = gym.make(env_id, **kwargs)
     except gym.error.UnregisteredEnv as exc:  # e.g. "module:Name" whose module registers nothing
         raise UnknownEnvError(f"{_unknown_env_message(env_id, list(gym.registry.keys()))} ({exc})") from exc
+    if "tmp_xml_file_path" in vars(env.unwrapped):  # gymnasium-robotics' PointMaze / AntMaze ids
+        from offrl.envs.maze import remove_maze_model_file
+
+        remove_maze_model_file(env.unwrapped)
+    return env
 
 
 def _register_robotics_envs() -> None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import collections
 import functools
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -323,7 +324,22 @@ def _make_inner(maze: str, reward_type: str = "sparse", render_mode: str | None 
         render_mode=render_mode,
     )
     env.position_noise_range = 0.0  # goal and reset at cell centres; we add our own start noise
+    remove_maze_model_file(env)
     return env
+
+
+def remove_maze_model_file(env) -> None:
+    """Delete the MJCF file gymnasium-robotics' maze envs write to the temp folder for each env they build.
+
+    The simulator has loaded the model by then and never reads the file again; left alone, every
+    maze env built (each evaluation, each test) leaves one ``ant_maze<time>.xml`` behind.
+    """
+    path = getattr(env, "tmp_xml_file_path", None)
+    if isinstance(path, str) and os.path.basename(path).startswith("ant_maze") and path.endswith(".xml"):
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
 
 
 try:
