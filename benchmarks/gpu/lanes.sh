@@ -21,6 +21,10 @@
 #   peer-bcq-hmr-s2, -s3      d3rlpy's BCQ (n_action_samples=10), hopper-medium-replay, seed 2 / 3 x 50k
 #   ft-awac, ft-calql         benchmarks/finetune.py on hopper-medium-replay (AWAC 2 seeds, Cal-QL 1 seed),
 #                             each into its own copy of the recorded fine-tuning JSON
+#   sacn-hc, edac-hc          issue 31's ensembles at the paper's N (and eta) per dataset, 1 seed each:
+#   sacn-w2d, edac-w2d        halfcheetah-medium x 50k (N 10; eta 1), walker2d-medium-expert x 50k (N 20; N 10, eta 5),
+#   sacn-hmr, edac-hmr        hopper-medium-replay x 100k (N 200; N 50, eta 1); on one CPU core, scaled from
+#                             the measured N = 10 rates, these would take from about 1.5 h (N 10) to about 40 h (N 200)
 #   smoke, peer-smoke         bc on pendulum-random, 1 seed x 300 updates, ours / d3rlpy's (CPU check of this
 #                             script: WHL=none PYTHON=.venv/bin/python OUT=/tmp/o bash benchmarks/gpu/lanes.sh smoke
 #                             peer-smoke; FT_ARGS="--env-steps 200 ..." shrinks the ft- jobs for such a check)
@@ -63,6 +67,12 @@ bench_args() {  # the offrl bench arguments of a job
     bcq-hmr-more)   echo --algos bcq --datasets $HMR --seeds 3 --first-seed 2 --steps 50000 ;;
     peer-bcq-hmr-s2) echo --algos bcq --datasets $HMR --seeds 1 --first-seed 2 --steps 50000 "${peer[@]}" "${BCQ_PEER[@]}" ;;
     peer-bcq-hmr-s3) echo --algos bcq --datasets $HMR --seeds 1 --first-seed 3 --steps 50000 "${peer[@]}" "${BCQ_PEER[@]}" ;;
+    sacn-hc)        echo --algos sac_n --datasets $HC --seeds 1 --steps 50000 --set num_qs=10 ;;
+    edac-hc)        echo --algos edac --datasets $HC --seeds 1 --steps 50000 --set num_qs=10 eta=1 ;;
+    sacn-w2d)       echo --algos sac_n --datasets $W2D --seeds 1 --steps 50000 --set num_qs=20 ;;
+    edac-w2d)       echo --algos edac --datasets $W2D --seeds 1 --steps 50000 --set num_qs=10 eta=5 ;;
+    sacn-hmr)       echo --algos sac_n --datasets $HMR --seeds 1 --steps 100000 --set num_qs=200 ;;
+    edac-hmr)       echo --algos edac --datasets $HMR --seeds 1 --steps 100000 --set num_qs=50 eta=1 ;;
     smoke)          echo --algos bc --datasets pendulum-random --seeds 1 --steps 300 --episodes 2 ;;
     peer-smoke)     echo --algos bc --datasets pendulum-random --seeds 1 --steps 300 --episodes 2 "${peer[@]}" ;;
     *) return 1 ;;
