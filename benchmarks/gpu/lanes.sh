@@ -25,6 +25,8 @@
 #   sacn-w2d, edac-w2d        halfcheetah-medium x 50k (N 10; eta 1), walker2d-medium-expert x 50k (N 20; N 10, eta 5),
 #   sacn-hmr, edac-hmr        hopper-medium-replay x 100k (N 200; N 50, eta 1); on one CPU core, scaled from
 #                             the measured N = 10 rates, these would take from about 1.5 h (N 10) to about 40 h (N 200)
+#   bracp-a10-w2d, bracv-a10-w2d   issue 31's weak rows after the fix: brac_p / brac_v at alpha 10, walker2d-medium-expert 3 x 50k
+#   crr-ln-w2d, crr-ln-hmr    crr with critic_layer_norm: walker2d-medium-expert 3 x 50k, hopper-medium-replay 3 x 100k
 #   smoke, peer-smoke         bc on pendulum-random, 1 seed x 300 updates, ours / d3rlpy's (CPU check of this
 #                             script: WHL=none PYTHON=.venv/bin/python OUT=/tmp/o bash benchmarks/gpu/lanes.sh smoke
 #                             peer-smoke; FT_ARGS="--env-steps 200 ..." shrinks the ft- jobs for such a check)
@@ -73,6 +75,10 @@ bench_args() {  # the offrl bench arguments of a job
     edac-w2d)       echo --algos edac --datasets $W2D --seeds 1 --steps 50000 --set num_qs=10 eta=5 ;;
     sacn-hmr)       echo --algos sac_n --datasets $HMR --seeds 1 --steps 100000 --set num_qs=200 ;;
     edac-hmr)       echo --algos edac --datasets $HMR --seeds 1 --steps 100000 --set num_qs=50 eta=1 ;;
+    bracp-a10-w2d)  echo --algos brac_p --datasets $W2D --seeds 3 --steps 50000 --set alpha=10 ;;
+    bracv-a10-w2d)  echo --algos brac_v --datasets $W2D --seeds 3 --steps 50000 --set alpha=10 ;;
+    crr-ln-w2d)     echo --algos crr --datasets $W2D --seeds 3 --steps 50000 --set critic_layer_norm=true ;;
+    crr-ln-hmr)     echo --algos crr --datasets $HMR --seeds 3 --steps 100000 --set critic_layer_norm=true ;;
     smoke)          echo --algos bc --datasets pendulum-random --seeds 1 --steps 300 --episodes 2 ;;
     peer-smoke)     echo --algos bc --datasets pendulum-random --seeds 1 --steps 300 --episodes 2 "${peer[@]}" ;;
     *) return 1 ;;
