@@ -78,6 +78,17 @@ def test_bench_rows_tables_reuse_and_peer(tmp_path, offrl_home, monkeypatch, cap
     assert json.loads((tmp_path / peer["run_dir"] / "result.json").read_text())["echo"][-1] == 2  # the job told the peer
 
 
+def test_every_row_records_the_commit_read_before_training(tmp_path, offrl_home, monkeypatch):
+    import offrl.bench as B
+
+    calls = iter(["abc1234", "def5678", "0000000"])  # a commit made while the first row trains must not label the second
+    monkeypatch.setattr(B, "git_commit", lambda: next(calls))
+    results = tmp_path / "res"
+    assert main(["bench", "locomotion-cpu", "--algos", "bc,percent_bc", "--datasets", "pendulum-random", "--steps", "100",
+                 "--seeds", "1", "--episodes", "1", "--no-progress", "--results", str(results)]) == 0
+    assert [(r["algo"], r["commit"]) for r in read_rows(results / "locomotion-cpu")] == [("bc", "abc1234"), ("percent_bc", "abc1234")]
+
+
 def test_bench_rejects_unknown_names(tmp_path, offrl_home, capsys):
     assert main(["bench", "atari", "--results", str(tmp_path)]) == 2
     assert "valid suites: " + ", ".join(SUITES) in capsys.readouterr().err

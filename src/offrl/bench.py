@@ -680,6 +680,7 @@ def bench(args: BenchArgs, argv: list[str]) -> Path:
     folder = Path(args.results) / args.suite
     stored = {budget_key(r) for r in read_rows(folder)}
     command = "offrl bench " + " ".join(shlex.quote(a) for a in argv)
+    commit = git_commit()  # the code that runs: read before training, as commits made during a long run are not in it
     if args.first_seed < 0:
         raise ValueError(f"--first-seed must be >= 0, got {args.first_seed}")
     first = args.first_seed
@@ -705,7 +706,7 @@ def bench(args: BenchArgs, argv: list[str]) -> Path:
         mean, std = summarise(out["per_seed"])
         out["dataset_sha256"] = dataset_checksum(dataset)  # which bytes both libraries trained on
         row = {"suite": args.suite, "dataset": dataset, "algo": algo, "library": library, "seeds": n_seeds, "steps": steps,
-               "episodes": episodes, "first_seed": first, "score_mean": mean, "score_std": std, **out, "commit": git_commit(),
+               "episodes": episodes, "first_seed": first, "score_mean": mean, "score_std": std, **out, "commit": commit,
                "date": time.strftime("%Y-%m-%d %H:%M"), "command": command}
         append_row(folder, row)
         print(f"{dataset:>24} {algo:>12} ({library}): {mean:6.1f} ± {std:4.1f}  ({out['seconds']} s)", file=sys.stderr)
